@@ -1,0 +1,64 @@
+// Package distlock provides distributed locks on Redis for Go services that
+// run on several machines and must do one thing once: run a scheduled job on
+// one replica per tick, submit a payment once, not oversell stock, rebuild a
+// cache entry in one request while the others wait, keep one active leader.
+//
+// A Locker takes locks on one Redis deployment with SET key token NX PX ttl
+// and releases them with a compare-and-delete script; a Redlock takes a
+// quorum over N independent Redis nodes. Both return a *Lock:
+//
+//	lock, err := locker.Obtain(ctx, "report:daily", distlock.WithTTL(10*time.Second))
+//	if errors.Is(err, distlock.ErrNotObtained) {
+//		return nil // someone else runs it
+//	}
+//	if err != nil {
+//		return err // Redis is down, or bad input
+//	}
+//	defer lock.Release(ctx)
+//
+// Do wraps the same in one call, with auto-refresh and a ctx that is
+// cancelled when the lock is lost.
+//
+// # What a lock does and does not guarantee
+//
+// It is NOT safe to assume that a lock is held until Release. A lock can be
+// lost at any time: it expires when it is not refreshed in time (a GC pause,
+// a stopped VM, a slow network), and Redis can forget it. A holder must
+// handle the loss: watch Lock.Done (or Do's ctx), and keep critical sections
+// shorter than the TTL or use WithAutoRefresh. The library reports a loss as
+// soon as it learns of it and never later than Lock.ValidUntil, but it
+// cannot stop code that is already running.
+//
+//   - A single-node lock (Locker) excludes other holders as long as that
+//     Redis keeps its data. A restart without persistence, or a failover to
+//     a replica that had not yet received the lock (replication is
+//     asynchronous), can let a second holder in while the first still
+//     believes it holds the lock. Good for efficiency (do not do work twice)
+//     and for correctness when paired with fencing.
+//   - A Redlock over N independent nodes (not replicas of each other) keeps
+//     the lock while a majority of them keeps it, so one node's crash or
+//     restart does not break exclusion. It assumes bounded clock drift and
+//     pauses shorter than the TTL; it is not a consensus system. Restarted
+//     nodes must either persist with fsync or stay down for a TTL before
+//     rejoining.
+//   - A fencing token (WithFencing, Lock.Fence) is the only protection
+//     against a holder that was paused past its TTL and wakes up still
+//     acting: the guarded resource records the highest fence it has seen and
+//     rejects writes carrying a lower one. Fences come from a counter in
+//     Redis that never expires; a node that loses its data loses the counter
+//     too, so persist it if you rely on fencing.
+//
+// # Keys
+//
+// For a lock named K the library writes "<prefix>{K}" (the lock) and
+// "<prefix>{K}:fence" (the fence counter), with '{', '}' and '%' in the
+// prefix and K percent-escaped, so that the keys of one lock share a Redis
+// Cluster slot whatever K holds. The default prefix is "distlock:".
+//
+// # Errors
+//
+// Errors are matchable with errors.Is: ErrNotObtained (held by someone
+// else), ErrNotHeld (lost or released), ErrInvalidArgument (bad input, with
+// the problem named). Redis errors are returned wrapped, never disguised as
+// ErrNotObtained. No call panics on bad input.
+package distlock

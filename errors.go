@@ -1,0 +1,42 @@
+package distlock
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrNotObtained means the lock is held by someone else: the attempt (or
+	// every attempt the retry strategy allowed, or every attempt before ctx
+	// ended) found it taken. It never stands for a Redis error, which is
+	// returned wrapped instead.
+	ErrNotObtained = errors.New("distlock: not obtained")
+
+	// ErrNotHeld means this holder no longer has the lock: it expired, was
+	// deleted or taken over, or was already released. Lock.Err, Release,
+	// Refresh and TTL return errors that match it (errors.Is).
+	ErrNotHeld = errors.New("distlock: not held")
+
+	// ErrInvalidArgument is matched by every error about bad input: an empty
+	// key, a TTL ≤ 0 or not above the drift allowance, a bad drift factor, a
+	// nil retry strategy, no client or a nil client. The message names the
+	// problem.
+	ErrInvalidArgument = errors.New("distlock: invalid argument")
+)
+
+// Reasons a lock ends without the holder's Release; all match ErrNotHeld.
+var (
+	errExpired  = fmt.Errorf("%w: validity ran out before a refresh confirmed it", ErrNotHeld)
+	errGone     = fmt.Errorf("%w: the lock was deleted or taken over", ErrNotHeld)
+	errReleased = fmt.Errorf("%w: already released", ErrNotHeld)
+)
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
+}
+
+// notObtainedByCtx is the error of an Obtain whose ctx ended before the lock
+// was obtained: it matches ErrNotObtained and ctx's error.
+func notObtainedByCtx(key string, ctxErr error) error {
+	return fmt.Errorf("obtain %q: %w", key, errors.Join(ErrNotObtained, ctxErr))
+}

@@ -1,0 +1,31 @@
+package distlock
+
+import "strings"
+
+// Key layout. For a lock key K under prefix P the library writes
+//
+//	P{K}        the lock (a string holding the holder's token)
+//	P{K}:fence  the fencing counter (never expires)
+//
+// The braces make K the Redis Cluster hash tag, so every key of one lock
+// lands in the same slot. Braces and '%' inside P and K are percent-escaped
+// so that the first '{' of the key is always the library's own and the tag
+// is never empty, whatever bytes K and P hold.
+
+var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+
+func escapeKeyPart(s string) string {
+	if !strings.ContainsAny(s, "%{}") {
+		return s
+	}
+	return keyEscaper.Replace(s)
+}
+
+// lockKey is the Redis key of the lock named key under prefix.
+func lockKey(prefix, key string) string {
+	return escapeKeyPart(prefix) + "{" + escapeKeyPart(key) + "}"
+}
+
+// fenceKey is the Redis key of the fencing counter of the lock stored at
+// the Redis key lk (as returned by lockKey).
+func fenceKey(lk string) string { return lk + ":fence" }

@@ -1,0 +1,593 @@
+package distlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// A Locker takes locks on one Redis deployment (a single node, a primary
+// with replicas behind Sentinel, or a Redis Cluster). Create it with New; it
+// is safe for concurrent use and holds no goroutine of its own.
+//
+// A single-node lock is as safe as that node: if it restarts without
+// persistence, or fails over to a replica that had not yet received the lock
+// (replication is asynchronous), a second holder can get the same lock. Use
+// WithFencing to make the guarded resource reject the stale holder, or
+// Redlock to survive the loss of a minority of independent nodes.
+type Locker struct {
+	run  runner // the client, or its autopipeliner
+	opts options
+	err  error // set by New on bad input, returned by every call
+}
+
+// New returns a Locker that takes locks through client, with opts as the
+// default options of every Obtain and Do. A nil client does not panic: every
+// call of the returned Locker fails with an error matching
+// ErrInvalidArgument.
+//
+// Unless WithPipelining(false) is given, New asks client for its
+// autopipeliner (client.AutoPipeline), so that lock commands from concurrent
+// goroutines share round trips. It lives as long as the client: Close the
+// client to stop it.
+func New(client redis.UniversalClient, opts ...Option) *Locker {
+	lk := &Locker{opts: defaultOptions().with(opts)}
+	if isNil(client) {
+		lk.err = invalidf("nil Redis client")
+		return lk
+	}
+	lk.run = client
+	if lk.opts.pipelining {
+		if ap, err := client.AutoPipeline(); err == nil {
+			lk.run = ap
+		}
+	}
+	return lk
+}
+
+// isNil reports whether an interface holds nil or a nil pointer.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// callOptions resolves and checks the options of one call.
+func callOptions(defaults options, key string, opts []Option) (options, error) {
+	o := defaults.with(opts)
+	if key == "" {
+		return o, invalidf("empty key")
+	}
+	return o, o.validate()
+}
+
+// Obtain takes the lock named key. By default it tries once and returns an
+// error matching ErrNotObtained when someone else holds the lock; WithRetry
+// and WithBlocking make it try again. When ctx ends first the error matches
+// both ErrNotObtained and ctx.Err(). A Redis error is returned wrapped, never
+// as ErrNotObtained; bad input returns an error matching ErrInvalidArgument.
+//
+// The returned Lock is held until Release, until ValidUntil unless refreshed
+// (WithAutoRefresh does that), or until Redis says it is gone; Done and Err
+// tell which.
+func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock, error) {
+	if lk.err != nil {
+		return nil, fmt.Errorf("obtain %q: %w", key, lk.err)
+	}
+	o, err := callOptions(lk.opts, key, opts)
+	if err != nil {
+		return nil, fmt.Errorf("obtain %q: %w", key, err)
+	}
+	token := o.token
+	if token == "" {
+		token = uuid.NewString()
+	}
+	rk := lockKey(o.prefix, key)
+	// The plain SET NX PX path needs no script; the script is needed to draw
+	// a fence, to re-attach a caller's token, or to learn the holder's TTL
+	// so that a blocked caller never sleeps past the holder's expiry.
+	plain := !o.fencing && o.token == "" && !o.blocking
+	try := func(ctx context.Context) (*Lock, time.Duration, error) {
+		start := time.Now()
+		ok, fence, holderTTL, err := lk.acquire(ctx, plain, rk, token, o)
+		if err != nil {
+			lk.abandon(ctx, err, rk, token)
+			return nil, 0, err
+		}
+		if !ok {
+			return nil, holderTTL, nil
+		}
+		l := newLock(lk, key, rk, token, fence, o, start)
+		if l == nil {
+			// Obtained too late to be of use: the validity is already
+			// spent. Give the key back and count it as not obtained.
+			lk.abandon(ctx, nil, rk, token)
+			return nil, 0, nil
+		}
+		return l, 0, nil
+	}
+	return obtain(ctx, key, o, try)
+}
+
+// acquire makes one attempt on the node. holderTTL is the remaining TTL of
+// the current holder when known, else -1.
+func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, err error) {
+	if plain {
+		cmd := redis.NewStatusCmd(ctx, "set", rk, token, "px", o.ttl.Milliseconds(), "nx")
+		switch err := lk.run.Process(ctx, cmd); {
+		case err == nil:
+			return true, 0, 0, nil
+		case errors.Is(err, redis.Nil):
+			return false, 0, -1, nil
+		default:
+			return false, 0, 0, err
+		}
+	}
+	fenceFlag := "0"
+	if o.fencing {
+		fenceFlag = "1"
+	}
+	res, err := acquireScript.Run(ctx, lk.run, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag).Int64Slice()
+	if err != nil {
+		return false, 0, 0, err
+	}
+	if len(res) != 2 {
+		return false, 0, 0, fmt.Errorf("distlock: unexpected acquire reply %v", res)
+	}
+	if res[0] == 1 {
+		return true, res[1], 0, nil
+	}
+	return false, 0, msTTL(res[1]), nil
+}
+
+// msTTL converts a PTTL reply to a holder TTL: -1 when unknown (no expiry),
+// 0 when the key is already gone.
+func msTTL(ms int64) time.Duration {
+	switch {
+	case ms == -2:
+		return 0
+	case ms < 0:
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// abandon gives back a lock whose attempt failed after the command may have
+// reached Redis (a timeout, a cancelled ctx, or a validity already spent),
+// so that it does not sit there until its TTL. It is best effort and bounded
+// by abandonTimeout. A Redis error reply means nothing was written.
+func (lk *Locker) abandon(ctx context.Context, cause error, rk, token string) {
+	var rerr redis.Error
+	if cause != nil && errors.As(cause, &rerr) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	_ = releaseScript.Run(ctx, lk.run, []string{rk}, token).Err()
+}
+
+// abandonTimeout bounds the clean-up of a failed attempt.
+const abandonTimeout = 250 * time.Millisecond
+
+// Do runs fn while holding the lock named key, and releases it when fn
+// returns. The lock is auto-refreshed; fn's ctx is cancelled as soon as the
+// lock is lost (context.Cause then matches ErrNotHeld). Do returns fn's
+// error; when the lock was lost while fn ran, the error also matches
+// ErrNotHeld. When the lock cannot be obtained fn does not run and Do
+// returns Obtain's error (ErrNotObtained when held by someone else).
+func (lk *Locker) Do(ctx context.Context, key string, fn func(context.Context) error, opts ...Option) error {
+	l, err := lk.Obtain(ctx, key, withAutoRefresh(opts)...)
+	if err != nil {
+		return err
+	}
+	return l.guard(ctx, fn)
+}
+
+// withAutoRefresh returns a copy of opts with WithAutoRefresh appended.
+func withAutoRefresh(opts []Option) []Option {
+	all := make([]Option, 0, len(opts)+1)
+	return append(append(all, opts...), WithAutoRefresh())
+}
+
+// The node backend: the Lock's Redis operations on one deployment.
+
+func (lk *Locker) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
+	n, err := refreshScript.Run(ctx, lk.run, []string{l.rkey}, l.token, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errGone
+	}
+	return nil
+}
+
+func (lk *Locker) release(ctx context.Context, l *Lock) error {
+	n, err := releaseScript.Run(ctx, lk.run, []string{l.rkey}, l.token).Int64()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errGone
+	}
+	return nil
+}
+
+func (lk *Locker) pttl(ctx context.Context, l *Lock) (time.Duration, error) {
+	ms, err := pttlScript.Run(ctx, lk.run, []string{l.rkey}, l.token).Int64()
+	if err != nil {
+		return 0, err
+	}
+	if ms == pttlNotHeld {
+		return 0, errGone
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// backend is where a Lock's refresh, release and TTL go: one deployment
+// (Locker) or a quorum of nodes (Redlock). Each returns an error matching
+// ErrNotHeld when the lock is no longer held by the Lock's token.
+type backend interface {
+	refresh(ctx context.Context, l *Lock, ttl time.Duration) error
+	release(ctx context.Context, l *Lock) error
+	pttl(ctx context.Context, l *Lock) (time.Duration, error)
+}
+
+var (
+	_ backend = (*Locker)(nil)
+)
+
+// A Lock is one holder's hold on a lock, returned by Obtain. Its methods are
+// safe for concurrent use.
+//
+// Holding a Lock is not proof of holding the lock: a lock can be lost at any
+// time (it expires when not refreshed in time, the Redis node forgets it, a
+// pause of this process outlasts its TTL). Done and Err report a loss as soon
+// as the library learns of it, and never later than ValidUntil; code that
+// must never act on a lost lock also checks a fencing token at the resource.
+type Lock struct {
+	b      backend
+	key    string // as the caller gave it
+	rkey   string // the Redis key
+	token  string
+	fence  int64
+	ttl    time.Duration
+	drift  float64
+	onLost func(error) // set by guard; called once on loss
+
+	refreshMu sync.Mutex // serialises refreshes, so validity follows the last one
+
+	mu         sync.Mutex
+	validUntil time.Time
+	ended      bool          // released or lost: done is (or will be made) closed
+	released   bool          // a release reached Redis: a second one returns ErrNotHeld
+	err        error         // why the lock was lost; nil while held and after Release
+	done       chan struct{} // made lazily by Done (eagerly with auto-refresh)
+	timer      *time.Timer   // closes done at validUntil
+
+	stopRefresh context.CancelFunc // stops the refresher, nil without one
+	refresher   chan struct{}      // closed when the refresher has returned
+}
+
+// newLock returns the Lock of an attempt that started at start, or nil when
+// its validity is already spent.
+func newLock(b backend, key, rkey, token string, fence int64, o options, start time.Time) *Lock {
+	until := start.Add(o.ttl - o.driftFor(o.ttl))
+	if !time.Now().Before(until) {
+		return nil
+	}
+	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, validUntil: until}
+	if o.autoRefresh {
+		l.mu.Lock()
+		l.makeDoneLocked()
+		l.mu.Unlock()
+		ctx, cancel := context.WithCancel(context.Background())
+		l.stopRefresh = cancel
+		l.refresher = make(chan struct{})
+		go l.refreshLoop(ctx)
+	}
+	return l
+}
+
+// Key returns the lock's name as given to Obtain (without the key prefix).
+func (l *Lock) Key() string { return l.key }
+
+// Token returns this holder's secret token: whoever has it can release,
+// refresh or re-attach to the lock (WithToken).
+func (l *Lock) Token() string { return l.token }
+
+// Fence returns the fencing token drawn when the lock was obtained with
+// WithFencing: strictly greater than every fence handed out before for the
+// key. It is 0 without WithFencing.
+func (l *Lock) Fence() int64 { return l.fence }
+
+// ValidUntil returns the local time until which the lock is guaranteed,
+// measured on the monotonic clock from the start of the attempt (or refresh)
+// that last confirmed it: start + TTL − (TTL×drift factor + 2ms). Past it the
+// lock may belong to someone else.
+func (l *Lock) ValidUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validUntil
+}
+
+// TTL asks Redis how long the lock still lives. It returns an error matching
+// ErrNotHeld when this holder no longer has it (and ends the Lock), and a
+// wrapped Redis error when Redis cannot answer. A lock key with no expiry
+// (someone removed it) reports -1ms.
+func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
+	if err := l.heldErr(); err != nil {
+		return 0, fmt.Errorf("ttl %q: %w", l.key, err)
+	}
+	d, err := l.b.pttl(ctx, l)
+	if err != nil {
+		if errors.Is(err, ErrNotHeld) {
+			l.lose(err)
+		}
+		return 0, fmt.Errorf("ttl %q: %w", l.key, err)
+	}
+	return d, nil
+}
+
+// Refresh extends the lock to ttl from now; ttl 0 means the TTL it was
+// obtained with. It returns an error matching ErrNotHeld when the lock is no
+// longer held (and ends the Lock: Done closes), ErrInvalidArgument for a
+// negative ttl or one not above the drift allowance, and a wrapped Redis
+// error when Redis cannot answer (the lock stays held until ValidUntil).
+// A later auto-refresh uses the TTL the lock was obtained with.
+func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
+	if ttl == 0 {
+		ttl = l.ttl
+	}
+	o := options{drift: l.drift}
+	if err := o.checkTTL(ttl); err != nil {
+		return fmt.Errorf("refresh %q: %w", l.key, err)
+	}
+	l.refreshMu.Lock()
+	defer l.refreshMu.Unlock()
+	if err := l.heldErr(); err != nil {
+		return fmt.Errorf("refresh %q: %w", l.key, err)
+	}
+	start := time.Now()
+	if err := l.b.refresh(ctx, l, ttl); err != nil {
+		if errors.Is(err, ErrNotHeld) {
+			l.lose(err)
+		}
+		return fmt.Errorf("refresh %q: %w", l.key, err)
+	}
+	l.mu.Lock()
+	if !l.ended {
+		l.validUntil = start.Add(ttl - o.driftFor(ttl))
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Release gives the lock back: it stops the auto-refresher (and waits for
+// it), deletes the lock in Redis if this holder still has it, and closes
+// Done. It returns an error matching ErrNotHeld when the lock was no longer
+// held (lost, or already released); it never deletes someone else's lock. On
+// a Redis error the lock is ended locally, stays in Redis until its TTL, and
+// Release may be called again.
+func (l *Lock) Release(ctx context.Context) error {
+	l.stopRefresher()
+	l.mu.Lock()
+	if l.released {
+		l.mu.Unlock()
+		return fmt.Errorf("release %q: %w", l.key, errReleased)
+	}
+	l.mu.Unlock()
+
+	err := l.b.release(ctx, l)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil || errors.Is(err, ErrNotHeld) {
+		l.released = true
+	}
+	if err != nil && errors.Is(err, ErrNotHeld) && l.err == nil && !l.ended {
+		l.err = err
+	}
+	l.endLocked()
+	if err != nil {
+		return fmt.Errorf("release %q: %w", l.key, err)
+	}
+	return nil
+}
+
+// Done returns a channel that is closed once the lock is no longer held by
+// this holder: after Release, at ValidUntil when nothing refreshed it, or as
+// soon as a refresh (or TTL) learns that the lock is gone. Err tells which.
+func (l *Lock) Done() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.makeDoneLocked()
+	return l.done
+}
+
+// Err returns nil while the lock is held and after a successful Release,
+// and an error matching ErrNotHeld once the lock was lost: it expired
+// before a refresh confirmed it, or Redis no longer holds it for this token.
+func (l *Lock) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checkExpiryLocked()
+	return l.err
+}
+
+// heldErr returns nil while the lock is held and otherwise the reason.
+func (l *Lock) heldErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checkExpiryLocked()
+	switch {
+	case l.err != nil:
+		return l.err
+	case l.ended:
+		return errReleased
+	}
+	return nil
+}
+
+// checkExpiryLocked ends a held lock whose validity has run out.
+func (l *Lock) checkExpiryLocked() {
+	if !l.ended && !time.Now().Before(l.validUntil) {
+		l.loseLocked(errExpired)
+	}
+}
+
+// makeDoneLocked makes the done channel, closed at once when the lock has
+// ended and otherwise armed to close at validUntil.
+func (l *Lock) makeDoneLocked() {
+	if l.done != nil {
+		return
+	}
+	l.done = make(chan struct{})
+	l.checkExpiryLocked()
+	if l.ended {
+		close(l.done)
+		return
+	}
+	l.timer = time.AfterFunc(time.Until(l.validUntil), l.onTimer)
+}
+
+// onTimer runs at validUntil: it ends the lock unless a refresh moved
+// validUntil on, in which case it waits for the new one.
+func (l *Lock) onTimer() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
+	if d := time.Until(l.validUntil); d > 0 {
+		l.timer.Reset(d)
+		return
+	}
+	l.loseLocked(errExpired)
+}
+
+// lose ends the lock because it is no longer held.
+func (l *Lock) lose(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.loseLocked(err)
+}
+
+func (l *Lock) loseLocked(err error) {
+	if l.ended {
+		return
+	}
+	l.err = err
+	l.endLocked()
+}
+
+// endLocked marks the lock ended, closes done and stops the timer. The
+// refresher notices by itself (it watches done).
+func (l *Lock) endLocked() {
+	if l.ended {
+		return
+	}
+	l.ended = true
+	if l.done != nil {
+		close(l.done)
+	}
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	if l.onLost != nil && l.err != nil {
+		l.onLost(l.err)
+	}
+}
+
+// stopRefresher stops the auto-refresh goroutine, if any, and waits for it.
+func (l *Lock) stopRefresher() {
+	if l.stopRefresh == nil {
+		return
+	}
+	l.stopRefresh()
+	<-l.refresher
+}
+
+// refreshRetryDelay is the pause between auto-refresh retries after a
+// transient error, as a fraction of the TTL, with a floor.
+const (
+	refreshRetryDivisor  = 10
+	minRefreshRetryDelay = 10 * time.Millisecond
+)
+
+// refreshLoop is the auto-refresher: it refreshes every TTL/3 until stopped
+// or until the lock ends. Transient errors are retried until ValidUntil.
+func (l *Lock) refreshLoop(ctx context.Context) {
+	defer close(l.refresher)
+	done := l.Done()
+	interval := l.ttl / 3
+	retry := max(l.ttl/refreshRetryDivisor, minRefreshRetryDelay)
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithDeadline(ctx, l.ValidUntil())
+		err := l.Refresh(rctx, l.ttl)
+		cancel()
+		switch {
+		case err == nil:
+			t.Reset(interval)
+		case errors.Is(err, ErrNotHeld):
+			return // Refresh has ended the lock
+		default:
+			// Transient: try again soon; the timer on validUntil ends the
+			// lock if no retry succeeds in time.
+			t.Reset(min(retry, max(time.Until(l.ValidUntil()), 0)))
+		}
+	}
+}
+
+// guardReleaseTimeout bounds the Release that Do runs after fn.
+const guardReleaseTimeout = 5 * time.Second
+
+// guard runs fn under the lock (which must be auto-refreshed), cancels fn's
+// ctx on loss, releases the lock after fn and combines the errors as Do
+// documents.
+func (l *Lock) guard(ctx context.Context, fn func(context.Context) error) error {
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	l.mu.Lock()
+	if l.err != nil {
+		cancel(l.err)
+	} else {
+		l.onLost = cancel
+	}
+	l.mu.Unlock()
+
+	fnErr := fn(fctx)
+
+	lost := l.Err()
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
+	relErr := l.Release(rctx)
+	rcancel()
+	switch {
+	case lost != nil:
+		return errors.Join(fnErr, fmt.Errorf("lock %q lost while fn ran: %w", l.key, lost))
+	case relErr != nil:
+		return errors.Join(fnErr, relErr)
+	}
+	return fnErr
+}

@@ -1,0 +1,45 @@
+package distlock
+
+import (
+	"context"
+	_ "embed"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The Lua scripts are embedded from scripts/*.lua and run with EVALSHA,
+// falling back to EVAL when the server answers NOSCRIPT (after a restart or
+// SCRIPT FLUSH); redis.Script.Run does both. User data reaches them only
+// through KEYS and ARGV.
+var (
+	//go:embed scripts/acquire.lua
+	acquireSrc string
+	//go:embed scripts/release.lua
+	releaseSrc string
+	//go:embed scripts/refresh.lua
+	refreshSrc string
+	//go:embed scripts/pttl.lua
+	pttlSrc string
+
+	acquireScript = redis.NewScript(acquireSrc)
+	releaseScript = redis.NewScript(releaseSrc)
+	refreshScript = redis.NewScript(refreshSrc)
+	pttlScript    = redis.NewScript(pttlSrc)
+)
+
+// pttlNotHeld is what pttl.lua answers when the token does not hold the lock.
+const pttlNotHeld = -3
+
+// runner is what the library needs from a Redis connection: scripts and raw
+// commands. *redis.Client, *redis.ClusterClient, *redis.Ring and
+// *redis.AutoPipeliner all are runners.
+type runner interface {
+	redis.Scripter
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+var (
+	_ runner = (*redis.Client)(nil)
+	_ runner = (*redis.ClusterClient)(nil)
+	_ runner = (*redis.AutoPipeliner)(nil)
+)

@@ -1,0 +1,16 @@
+-- Acquire a lock, optionally re-attaching with the holder's own token and
+-- optionally drawing a fencing token.
+-- KEYS[1] lock key, KEYS[2] fence counter (same hash slot)
+-- ARGV[1] token, ARGV[2] TTL in ms, ARGV[3] "1" to draw a fence
+-- Returns {1, fence} when obtained (fence 0 without fencing),
+-- {0, pttl} when the key is held by another token.
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  local fence = 0
+  if ARGV[3] == '1' then
+    fence = redis.call('INCR', KEYS[2])
+  end
+  return {1, fence}
+end
+return {0, redis.call('PTTL', KEYS[1])}

@@ -1,0 +1,286 @@
+package distlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Scheduled jobs: once per tick.
+//
+// Every replica of a service runs the same schedule (cron, a ticker, gocron)
+// and calls OncePerTick when its timer fires. The first call for a tick takes
+// a lock whose key names the tick; the others find it taken and skip. The
+// lock is not released when the job ends: it is kept until the tick's window
+// is over, so that a replica whose timer fires a little later than the
+// winner's (a slower clock, a busy machine) still sees the tick as taken
+// instead of running the job a second time, which is what happens with a
+// lock that is only held while the job runs.
+//
+// The tick of a call is the boundary of the schedule's period NEAREST to the
+// caller's clock (not the one before it): a replica whose clock is a little
+// behind and whose timer fires just after the boundary reads a time just
+// before it, and must still count the call for that boundary, not for the
+// previous one.
+
+// obtainer is what the job helpers need from a Locker or a Redlock.
+type obtainer interface {
+	Obtain(ctx context.Context, key string, opts ...Option) (*Lock, error)
+	// defaults returns the options given to New (or NewRedlock).
+	defaults() options
+}
+
+var _ obtainer = (*Locker)(nil)
+
+func (lk *Locker) defaults() options { return lk.opts }
+
+// TickOf returns the tick a call made at now counts for: the multiple of
+// period nearest to now (counted from the zero time.Time, so for periods
+// that divide a day the ticks fall on UTC midnight and its multiples). A
+// time exactly halfway between two boundaries counts for the later one. It
+// returns now unchanged when period ≤ 0.
+func TickOf(now time.Time, period time.Duration) time.Time {
+	if period <= 0 {
+		return now
+	}
+	return now.Add(period / 2).Truncate(period)
+}
+
+// tickKey is the lock key of one tick of the job named key: the key, '@',
+// and the tick in UTC (RFC 3339, with fractional seconds only when the tick
+// has them), e.g. "report@2024-05-01T12:00:00Z".
+func tickKey(key string, tick time.Time) string {
+	return key + "@" + tick.UTC().Format(time.RFC3339Nano)
+}
+
+// A TickClaim is one replica's claim on one tick of a schedule, returned by
+// ClaimTick: while it is held no other replica can claim the same tick. It
+// keeps itself alive (refreshing its lock every TTL/3, as WithAutoRefresh
+// does) until Finish, which ends the work but keeps the tick taken until its
+// window is over. Its methods are safe for concurrent use.
+//
+// A claim that is never finished refreshes its lock until it is lost: always
+// call Finish.
+type TickClaim struct {
+	lock *Lock
+	tick time.Time
+	end  time.Time     // the tick is kept taken until here (claimer's clock)
+	live time.Duration // the liveness TTL: how soon a loss is noticed
+	now  func() time.Time
+
+	stop      context.CancelFunc
+	refresher chan struct{} // closed when the refresher has returned
+
+	finishOnce sync.Once
+	finishErr  error
+}
+
+// Tick returns the tick this claim is for (see TickOf).
+func (c *TickClaim) Tick() time.Time { return c.tick }
+
+// Lock returns the lock behind the claim: its Done closes and its Err is set
+// when the claim is lost, and its Fence is the claim's fencing token with
+// WithFencing.
+func (c *TickClaim) Lock() *Lock { return c.lock }
+
+// WindowEnd returns the time, on this replica's clock, until which the tick
+// stays taken after Finish: the tick plus one period. A later call, on a
+// clock at most period/2 behind, counts for a later tick.
+func (c *TickClaim) WindowEnd() time.Time { return c.end }
+
+// Finish ends the work done under the claim. It stops the refresher (and
+// waits for it) and shortens the lock so that it lives exactly until
+// WindowEnd, keeping the tick taken for the replicas that have not fired
+// yet; when WindowEnd has already passed it releases the lock. It returns an
+// error matching ErrNotHeld when the claim was lost before Finish (another
+// replica may have claimed the tick meanwhile), and a wrapped Redis error
+// when Redis cannot be told (the lock then stays until its TTL ends, which is
+// never before WindowEnd). Calling Finish again returns the same result.
+func (c *TickClaim) Finish(ctx context.Context) error {
+	c.finishOnce.Do(func() { c.finishErr = c.finish(ctx) })
+	return c.finishErr
+}
+
+func (c *TickClaim) finish(ctx context.Context) error {
+	c.stop()
+	<-c.refresher
+	key := c.lock.Key()
+	if err := c.lock.Err(); err != nil {
+		return fmt.Errorf("finish %q: %w", key, err)
+	}
+	rest := c.end.Sub(c.now())
+	if (options{drift: c.lock.drift}).checkTTL(rest) != nil {
+		// The window is over (or about to be): nobody counts this tick any
+		// more, so the key can go.
+		if err := c.lock.Release(ctx); err != nil {
+			return fmt.Errorf("finish %q: %w", key, err)
+		}
+		return nil
+	}
+	if err := c.lock.Refresh(ctx, rest); err != nil {
+		return fmt.Errorf("finish %q: %w", key, err)
+	}
+	return nil
+}
+
+// refreshLoop keeps the claim's lock alive until Finish: every live/3 it
+// extends it to the later of WindowEnd and now+live, so that a loss is
+// noticed within live/3 while the tick stays taken at least until
+// WindowEnd. Transient errors are retried until the lock's validity runs out.
+func (c *TickClaim) refreshLoop(ctx context.Context) {
+	defer close(c.refresher)
+	done := c.lock.Done()
+	interval := c.live / 3
+	retry := max(c.live/refreshRetryDivisor, minRefreshRetryDelay)
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithDeadline(ctx, c.lock.ValidUntil())
+		err := c.lock.Refresh(rctx, max(c.end.Sub(c.now()), c.live))
+		cancel()
+		switch {
+		case err == nil:
+			t.Reset(interval)
+		case errors.Is(err, ErrNotHeld):
+			return // Refresh has ended the lock
+		default:
+			t.Reset(min(retry, max(time.Until(c.lock.ValidUntil()), 0)))
+		}
+	}
+}
+
+// ClaimTick claims the current tick of a job that runs every period on
+// every replica, as the first step of running it once per tick; OncePerTick
+// does the whole. It tries once: when another replica has claimed the tick
+// it returns an error matching ErrNotObtained. A Redis error is returned
+// wrapped; a period ≤ 0, too short for the TTL checks, or an empty key
+// returns an error matching ErrInvalidArgument. The tick is TickOf(now,
+// period) and the lock key is key + "@" + the tick in UTC (RFC 3339).
+//
+// Assumptions, which make two replicas count a call for the same tick and
+// the second find it taken:
+//   - each replica calls within period/2 of the tick's boundary by its own
+//     clock, as a scheduler that fires at the boundaries does (cron, gocron,
+//     a ticker started on a boundary); a call later than that counts for the
+//     next tick;
+//   - the replicas' clocks differ by less than period/2: the tick stays taken
+//     until the tick plus one period on the claimer's clock.
+//
+// For a schedule with uneven gaps (a cron line) give as period the shortest
+// gap between two runs, e.g. time.Minute.
+//
+// Options are those of Obtain, except that retrying and blocking are turned
+// off (a taken tick stays taken) and WithFencing is ignored (every tick has
+// a key of its own, so its fence would always be 1, and the fence counter
+// would outlive the tick). WithTTL (default DefaultTTL) is the
+// liveness TTL: the claim is refreshed every TTL/3 while held, so a loss is
+// noticed that soon, and a replica that dies while holding the claim keeps
+// the tick taken for at least that long and at least until WindowEnd.
+func (lk *Locker) ClaimTick(ctx context.Context, key string, period time.Duration, opts ...Option) (*TickClaim, error) {
+	return claimTick(ctx, lk, time.Now, key, period, opts)
+}
+
+// OncePerTick runs fn at most once per tick of a schedule across all
+// replicas that call it with the same key and period: the replica that
+// claims the tick first runs fn, the others return at once with ran false
+// and a nil error. The claim (see ClaimTick for the tick, the key and the
+// assumptions on timing and clocks) is refreshed while fn runs, so fn may
+// outlast the period; fn's ctx is cancelled as soon as the claim is lost
+// (context.Cause then matches ErrNotHeld). After fn the tick stays taken
+// until its window is over; fn is not run again for the tick, not even when
+// it fails.
+//
+// OncePerTick returns ran true and fn's error when fn ran; when the claim
+// was lost while fn ran, the error also matches ErrNotHeld. When the tick
+// could not be claimed for a reason other than another replica having it (a
+// Redis error, ctx done, bad input) fn does not run and the error says why.
+func (lk *Locker) OncePerTick(ctx context.Context, key string, period time.Duration, fn func(ctx context.Context, tick time.Time) error, opts ...Option) (ran bool, err error) {
+	return oncePerTick(ctx, lk, time.Now, key, period, fn, opts)
+}
+
+// claimTick is ClaimTick with the clock as a parameter, for every obtainer.
+func claimTick(ctx context.Context, ob obtainer, now func() time.Time, key string, period time.Duration, opts []Option) (*TickClaim, error) {
+	if period <= 0 {
+		return nil, fmt.Errorf("claim tick of %q: %w", key, invalidf("period must be positive, got %v", period))
+	}
+	if key == "" {
+		return nil, fmt.Errorf("claim tick: %w", invalidf("empty key"))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("claim tick of %q: %w", key, err)
+	}
+	o := ob.defaults().with(opts)
+	live := o.ttl
+	if err := o.checkTTL(live); err != nil {
+		return nil, fmt.Errorf("claim tick of %q: %w", key, err)
+	}
+	// The shortest hold is period/2 (a call at the end of the window); it
+	// must make a usable lock.
+	if err := o.checkTTL(period / 2); err != nil {
+		return nil, fmt.Errorf("claim tick of %q: %w", key, invalidf("period %v is too short: %v", period, err))
+	}
+	t := now()
+	tick := TickOf(t, period)
+	end := tick.Add(period)
+	ttl := max(end.Sub(t), live)
+	all := make([]Option, 0, len(opts)+5)
+	all = append(all, opts...)
+	all = append(all, WithTTL(ttl), WithRetry(NoRetry()), blockingOption(false), autoRefreshOption(false), fencingOption(false))
+	l, err := ob.Obtain(ctx, tickKey(key, tick), all...)
+	if err != nil {
+		return nil, err
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	c := &TickClaim{lock: l, tick: tick, end: end, live: live, now: now, stop: stop, refresher: make(chan struct{})}
+	go c.refreshLoop(rctx)
+	return c, nil
+}
+
+// oncePerTick is OncePerTick with the clock as a parameter.
+func oncePerTick(ctx context.Context, ob obtainer, now func() time.Time, key string, period time.Duration, fn func(context.Context, time.Time) error, opts []Option) (bool, error) {
+	if fn == nil {
+		return false, fmt.Errorf("once per tick %q: %w", key, invalidf("nil fn"))
+	}
+	c, err := claimTick(ctx, ob, now, key, period, opts)
+	if err != nil {
+		if errors.Is(err, ErrNotObtained) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			return false, nil // another replica has the tick
+		}
+		return false, err
+	}
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watch(c.lock, cancel)
+
+	fnErr := fn(fctx, c.tick)
+
+	fctx2, fcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
+	finErr := c.Finish(fctx2)
+	fcancel()
+	if finErr != nil && errors.Is(finErr, ErrNotHeld) {
+		return true, errors.Join(fnErr, fmt.Errorf("tick %s of %q lost while fn ran: %w", c.tick.UTC().Format(time.RFC3339Nano), key, finErr))
+	}
+	return true, errors.Join(fnErr, finErr)
+}
+
+// watch makes cancel run, with the loss as its cause, when l is lost; at
+// once when it is already lost.
+func watch(l *Lock, cancel context.CancelCauseFunc) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checkExpiryLocked()
+	if l.err != nil {
+		cancel(l.err)
+		return
+	}
+	l.onLost = cancel
+}

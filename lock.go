@@ -22,15 +22,21 @@ import (
 // WithFencing to make the guarded resource reject the stale holder, or
 // Redlock to survive the loss of a minority of independent nodes.
 type Locker struct {
-	run  runner // the client, or its autopipeliner
-	opts options
-	err  error // set by New on bad input, returned by every call
+	run     runner // the client, or its autopipeliner
+	opts    options
+	waiters *waiters // blocked callers, woken on release
+	err     error    // set by New on bad input, returned by every call
 }
 
 // New returns a Locker that takes locks through client, with opts as the
 // default options of every Obtain and Do. A nil client does not panic: every
 // call of the returned Locker fails with an error matching
 // ErrInvalidArgument.
+//
+// Callers blocked in Obtain (WithBlocking) share one subscription
+// connection per Locker, on which releases are announced; it is opened
+// when the first caller starts waiting and closed when the last one stops,
+// so an idle Locker holds no connection or goroutine of its own.
 //
 // Unless WithPipelining(false) is given, New asks client for its
 // autopipeliner (client.AutoPipeline), so that lock commands from concurrent
@@ -43,6 +49,7 @@ func New(client redis.UniversalClient, opts ...Option) *Locker {
 		return lk
 	}
 	lk.run = client
+	lk.waiters = newWaiters([]redis.UniversalClient{client})
 	if lk.opts.pipelining {
 		if ap, err := client.AutoPipeline(); err == nil {
 			lk.run = ap
@@ -118,7 +125,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, 0, nil
 	}
-	return obtain(ctx, key, o, try)
+	return obtainWaiting(ctx, key, rk, o, lk.waiters, try)
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of

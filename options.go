@@ -132,6 +132,13 @@ func (b blockingOption) String() string   { return "WithBlocking()" }
 // WithBlocking makes Obtain wait until the lock is obtained or ctx is done.
 // Default off. When ctx ends first the error matches both ErrNotObtained and
 // ctx.Err(). Without a deadline on ctx, Obtain may wait forever.
+//
+// A blocked caller does not poll: it is woken the moment the lock is
+// released (the release publishes on the lock's channel), when the
+// holder's TTL runs out, or at the latest after the retry strategy's delay
+// (default: a jittered 200ms doubling to 2s). Blocked callers of one Locker
+// for one key queue in arrival order and send one attempt per wake-up
+// between them.
 func WithBlocking() Option { return blockingOption(true) }
 
 type autoRefreshOption bool

@@ -3,7 +3,11 @@ package distlock
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // attemptFunc makes one attempt to take a lock. It returns the Lock on
@@ -21,14 +25,8 @@ var defaultBlockingPoll = ExponentialBackoff(time.Millisecond, 50*time.Milliseco
 func obtain(ctx context.Context, key string, o options, try attemptFunc) (*Lock, error) {
 	for n := 1; ; n++ {
 		l, holderTTL, err := try(ctx)
-		if err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return nil, notObtainedByCtx(key, ctxErr)
-			}
-			return nil, fmt.Errorf("obtain %q: %w", key, err)
-		}
-		if l != nil {
-			return l, nil
+		if err != nil || l != nil {
+			return l, attemptErr(ctx, key, err)
 		}
 		delay, more := o.retry.NextBackoff(n)
 		if !more {
@@ -63,4 +61,257 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Waiting without polling. A blocked Obtain subscribes (through the
+// owner's notifiers, one shared subscription per node) to the lock's wake
+// channel, on which the release script publishes, and retries when a
+// release is published, when the holder's TTL runs out (expiry publishes
+// nothing), when the subscription reconnects (messages may have been
+// missed), or at the latest after the fallback delay.
+//
+// Callers of one Locker (or Redlock) blocked on the same key are coalesced
+// in a room: they queue in arrival order and only the head of the queue
+// sends attempts to Redis, one per wake-up, so a process costs Redis one
+// attempt per release however many of its goroutines wait. When the head
+// obtains the lock the next in line becomes head and waits for that lock's
+// release; when the head gives up the next one attempts at once.
+
+// Blocked callers without a retry strategy of their own re-check at least
+// this often even when no wake-up arrives.
+var defaultBlockingFallback = ExponentialBackoff(200*time.Millisecond, 2*time.Second)
+
+// readyTimeout bounds the wait for a subscription to be confirmed before
+// the first retry; past it the waiter goes on, capped by the holder's TTL.
+const readyTimeout = time.Second
+
+// waiters coordinates the blocked callers of one Locker or Redlock.
+type waiters struct {
+	notifiers []*notifier
+
+	mu    sync.Mutex
+	rooms map[string]*room // by lock key
+}
+
+// room is the queue of one owner's callers blocked on one lock key.
+type room struct {
+	queue []*ticket // guarded by waiters.mu; queue[0] is the head
+
+	wakeMu sync.Mutex
+	wakeCh chan struct{} // closed (and replaced) on every wake-up
+}
+
+// ticket is one blocked caller's place in a room.
+type ticket struct {
+	turn chan turn // receives once when the caller becomes head
+}
+
+// turn is what a caller needs to act as head.
+type turn struct {
+	attempt   bool            // try at once
+	wake      <-chan struct{} // the wake-up to wait for otherwise
+	holderTTL time.Duration   // cap on the wait, < 0 when unknown
+}
+
+func newWaiters(clients []redis.UniversalClient) *waiters {
+	w := &waiters{rooms: make(map[string]*room)}
+	for _, c := range clients {
+		w.notifiers = append(w.notifiers, newNotifier(c, w.wakeChannel, w.wakeAll))
+	}
+	return w
+}
+
+// wakeChannel wakes the room whose wake channel is channel.
+func (w *waiters) wakeChannel(channel string) {
+	w.mu.Lock()
+	rm := w.rooms[strings.TrimSuffix(channel, wakeSuffix)]
+	w.mu.Unlock()
+	if rm != nil {
+		rm.wake()
+	}
+}
+
+func (w *waiters) wakeAll() {
+	w.mu.Lock()
+	rooms := make([]*room, 0, len(w.rooms))
+	for _, rm := range w.rooms {
+		rooms = append(rooms, rm)
+	}
+	w.mu.Unlock()
+	for _, rm := range rooms {
+		rm.wake()
+	}
+}
+
+func (rm *room) wake() {
+	rm.wakeMu.Lock()
+	close(rm.wakeCh)
+	rm.wakeCh = make(chan struct{})
+	rm.wakeMu.Unlock()
+}
+
+// next returns the channel that the next wake-up closes.
+func (rm *room) next() <-chan struct{} {
+	rm.wakeMu.Lock()
+	defer rm.wakeMu.Unlock()
+	return rm.wakeCh
+}
+
+// busy reports whether callers of this owner already wait for rk.
+func (w *waiters) busy(rk string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rooms[rk] != nil
+}
+
+// join queues a caller for rk; first reports that it made the room (and
+// so is head and must subscribe).
+func (w *waiters) join(rk string) (rm *room, tk *ticket, first bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	tk = &ticket{turn: make(chan turn, 1)}
+	rm = w.rooms[rk]
+	if rm == nil {
+		rm = &room{wakeCh: make(chan struct{})}
+		w.rooms[rk] = rm
+		first = true
+	}
+	rm.queue = append(rm.queue, tk)
+	return rm, tk, first
+}
+
+// leave takes tk out of the room. When tk was head, the next caller
+// becomes head: it waits for the release of the lock tk obtained (holder
+// TTL ttl), or attempts at once when tk gave up. The last caller out closes
+// the room and drops its subscriptions.
+func (w *waiters) leave(rk string, rm *room, tk *ticket, obtained bool, ttl time.Duration) {
+	w.mu.Lock()
+	head := len(rm.queue) > 0 && rm.queue[0] == tk
+	for i, q := range rm.queue {
+		if q == tk {
+			rm.queue = append(rm.queue[:i], rm.queue[i+1:]...)
+			break
+		}
+	}
+	if head && len(rm.queue) > 0 {
+		t := turn{attempt: true, holderTTL: -1}
+		if obtained {
+			t = turn{wake: rm.next(), holderTTL: ttl}
+		}
+		rm.queue[0].turn <- t
+	}
+	empty := len(rm.queue) == 0
+	if empty {
+		delete(w.rooms, rk)
+	}
+	w.mu.Unlock()
+	if empty {
+		for _, n := range w.notifiers {
+			n.unwatch(wakeChannel(rk))
+		}
+	}
+}
+
+// subscribe watches rk's wake channel on every node and waits until the
+// subscriptions are confirmed (on a quorum of nodes for a Redlock), at
+// most until limit or ctx's end.
+func (w *waiters) subscribe(ctx context.Context, rk string, limit time.Duration) {
+	ready := make([]<-chan struct{}, len(w.notifiers))
+	for i, n := range w.notifiers {
+		ready[i] = n.watch(wakeChannel(rk))
+	}
+	need := len(ready)/2 + 1
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	confirmed := 0
+	for _, r := range ready {
+		select {
+		case <-r:
+			confirmed++
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+		if confirmed >= need {
+			return
+		}
+	}
+}
+
+// obtainWaiting is obtain for WithBlocking callers of an owner with
+// waiters: wake-on-release instead of polling. rk is the lock's Redis key.
+func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, try attemptFunc) (*Lock, error) {
+	if !o.blocking || w == nil || len(w.notifiers) == 0 {
+		return obtain(ctx, key, o, try)
+	}
+	holderTTL := time.Duration(-1)
+	if !w.busy(rk) {
+		// Nobody of ours waits for this key: try at once.
+		l, ttl, err := try(ctx)
+		if err != nil || l != nil {
+			return l, attemptErr(ctx, key, err)
+		}
+		holderTTL = ttl
+	}
+	rm, tk, first := w.join(rk)
+	obtained := false
+	defer func() { w.leave(rk, rm, tk, obtained, o.ttl) }()
+
+	var t turn
+	if first {
+		// Subscribe before the retry, so that a release between the
+		// retry and the wait cannot go unnoticed.
+		limit := readyTimeout
+		if holderTTL >= 0 {
+			limit = min(limit, holderTTL)
+		}
+		w.subscribe(ctx, rk, limit)
+		t = turn{attempt: true, holderTTL: -1}
+	} else {
+		select {
+		case t = <-tk.turn:
+		case <-ctx.Done():
+			return nil, notObtainedByCtx(key, ctx.Err())
+		}
+	}
+	for n := 1; ; n++ {
+		if t.attempt {
+			wake := rm.next()
+			l, ttl, err := try(ctx)
+			if err != nil || l != nil {
+				obtained = l != nil
+				return l, attemptErr(ctx, key, err)
+			}
+			t = turn{wake: wake, holderTTL: ttl}
+		}
+		delay, more := o.retry.NextBackoff(n)
+		if !more {
+			delay, _ = defaultBlockingFallback.NextBackoff(n)
+		}
+		if t.holderTTL >= 0 && delay > t.holderTTL {
+			delay = t.holderTTL
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-t.wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, notObtainedByCtx(key, ctx.Err())
+		}
+		timer.Stop()
+		t.attempt = true
+	}
+}
+
+// attemptErr wraps the error of an attempt; nil stays nil.
+func attemptErr(ctx context.Context, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return notObtainedByCtx(key, ctxErr)
+	}
+	return fmt.Errorf("obtain %q: %w", key, err)
 }

@@ -1,0 +1,253 @@
+package distlock_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/distlock/distlock"
+	"github.com/distlock/distlock/internal/redistest"
+)
+
+// scriptCalls counts the lock scripts run (attempts of blocked callers,
+// releases, refreshes) in INFO commandstats: EVALSHA and EVAL. (Commands
+// that scripts call are counted under their own names, so SET and GET
+// counts would mix both.)
+func scriptCalls(t *testing.T, srv *redistest.Server) int64 {
+	st := srv.CommandStats(t)
+	return st["evalsha"] + st["eval"]
+}
+
+// obtainAsync runs a blocking Obtain in a goroutine and reports the lock
+// and when Obtain returned.
+type obtained struct {
+	l   *distlock.Lock
+	err error
+	at  time.Time
+}
+
+func obtainAsync(ctx context.Context, lk *distlock.Locker, key string, opts ...distlock.Option) <-chan obtained {
+	ch := make(chan obtained, 1)
+	go func() {
+		l, err := lk.Obtain(ctx, key, append([]distlock.Option{distlock.WithBlocking()}, opts...)...)
+		ch <- obtained{l, err, time.Now()}
+	}()
+	return ch
+}
+
+func waitObtained(t *testing.T, ch <-chan obtained) obtained {
+	t.Helper()
+	select {
+	case o := <-ch:
+		require.NoError(t, o.err)
+		return o
+	case <-time.After(waitTimeout):
+		t.Fatal("blocked Obtain did not return")
+	}
+	return obtained{}
+}
+
+func TestWaiterIsWokenByReleaseWithoutPolling(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+	holder, waiter := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
+	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+
+	before := scriptCalls(t, srv)
+	got := obtainAsync(ctx, waiter, "k")
+	time.Sleep(3 * time.Second) // the wait being measured
+	during := scriptCalls(t, srv) - before
+	// First attempt, the retry after subscribing, and fallback re-checks
+	// (200ms doubling to 2s, jittered): a handful, not a poll loop.
+	assert.LessOrEqual(t, during, int64(10), "lock commands from one waiter blocked 3s")
+	t.Logf("lock commands during a 3s wait: %d", during)
+
+	released := time.Now()
+	require.NoError(t, l.Release(ctx))
+	o := waitObtained(t, got)
+	assert.Less(t, o.at.Sub(released), 50*time.Millisecond, "hand-off after release")
+	t.Logf("obtained %v after the release call began", o.at.Sub(released))
+	require.NoError(t, o.l.Release(ctx))
+}
+
+func TestWaiterObtainsWhenHolderExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	holder, waiter := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
+	const ttl = 1500 * time.Millisecond
+	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(ttl))
+	require.NoError(t, err)
+	expires := time.Now().Add(ttl)
+	got := obtainAsync(ctx, waiter, "k")
+	o := waitObtained(t, got)
+	// Expiry publishes nothing; the wait is capped by the holder's TTL.
+	late := o.at.Sub(expires)
+	assert.Less(t, late, 100*time.Millisecond, "obtained long after the holder expired")
+	assert.Greater(t, late, -50*time.Millisecond, "obtained before the holder expired")
+	t.Logf("obtained %v after the holder's expiry", late)
+	require.ErrorIs(t, l.Release(ctx), distlock.ErrNotHeld)
+	require.NoError(t, o.l.Release(ctx))
+}
+
+func TestKilledSubscriptionDoesNotStrandWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	admin := srv.Client(t)
+	holder, waiter := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
+	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	got := obtainAsync(ctx, waiter, "k", distlock.WithRetry(distlock.LinearBackoff(time.Minute)))
+
+	// Wait until the waiter's subscription exists, then kill it.
+	require.Eventually(t, func() bool {
+		n, err := admin.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
+		return err == nil && n["distlock:{k}:wake"] == 1
+	}, waitTimeout, 5*time.Millisecond)
+	killed, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, killed)
+	// The subscription comes back by itself.
+	require.Eventually(t, func() bool {
+		n, err := admin.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
+		return err == nil && n["distlock:{k}:wake"] == 1
+	}, waitTimeout, 5*time.Millisecond, "subscription not restored")
+
+	released := time.Now()
+	require.NoError(t, l.Release(ctx))
+	// The fallback is a minute, so only a wake-up can make this prompt.
+	o := waitObtained(t, got)
+	assert.Less(t, o.at.Sub(released), time.Second)
+	require.NoError(t, o.l.Release(ctx))
+}
+
+func TestSubscriptionClosesWhenNobodyWaits(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	admin := srv.Client(t)
+	lk := distlock.New(srv.Client(t))
+	l, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	results := make(chan obtained, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			l, err := lk.Obtain(ctx, "k", distlock.WithBlocking())
+			results <- obtained{l, err, time.Now()}
+		}()
+	}
+	require.Eventually(t, func() bool {
+		n, _ := admin.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
+		return n["distlock:{k}:wake"] == 1
+	}, waitTimeout, 5*time.Millisecond, "one shared subscription for three waiters")
+	require.NoError(t, l.Release(ctx))
+	for i := 0; i < 3; i++ {
+		o := waitObtained(t, results)
+		require.NoError(t, o.l.Release(ctx))
+	}
+	require.Eventually(t, func() bool {
+		list, err := admin.ClientList(ctx).Result()
+		return err == nil && !strings.Contains(list, "sub=1")
+	}, waitTimeout, 5*time.Millisecond, "subscription left open with nobody waiting")
+}
+
+func TestWaitersOfOneLockerAreCoalesced(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+	holder := distlock.New(srv.Client(t))
+	waiter := distlock.New(srv.Client(t))
+	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+
+	const n = 16
+	results := make(chan obtained, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			l, err := waiter.Obtain(ctx, "k", distlock.WithBlocking())
+			results <- obtained{l, err, time.Now()}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // let them all queue
+	before := scriptCalls(t, srv)
+	// Hand the lock through all 16 waiters: each release wakes them, but
+	// only the head of the queue sends an attempt.
+	require.NoError(t, l.Release(ctx))
+	for i := 0; i < n; i++ {
+		o := waitObtained(t, results)
+		require.NoError(t, o.l.Release(ctx))
+	}
+	used := scriptCalls(t, srv) - before
+	// 16 acquisitions + 16 releases; without coalescing each release would
+	// trigger an attempt from every remaining waiter (~16×15/2 more).
+	assert.LessOrEqual(t, used, int64(2*n+n/2), "lock commands for %d hand-offs", n)
+	t.Logf("lock commands for %d hand-offs inside one Locker: %d", n, used)
+}
+
+func TestMutualExclusionUnderHeavyContention(t *testing.T) {
+	modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+		defer cancel()
+		counter := srv.Client(t)
+		const lockers, workers, rounds = 4, 6, 20
+		var wg sync.WaitGroup
+		var inside, overlaps, maxWaitMs atomic.Int64
+		errs := make(chan error, lockers*workers)
+		for i := 0; i < lockers; i++ {
+			lk := distlock.New(srv.Client(t), opts...)
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for r := 0; r < rounds; r++ {
+						start := time.Now()
+						l, err := lk.Obtain(ctx, "hot", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
+						if err != nil {
+							errs <- err
+							return
+						}
+						if waited := time.Since(start).Milliseconds(); waited > maxWaitMs.Load() {
+							maxWaitMs.Store(waited)
+						}
+						if inside.Add(1) != 1 {
+							overlaps.Add(1)
+						}
+						v, err := counter.Get(ctx, "count").Int()
+						if err != nil && !errors.Is(err, redis.Nil) {
+							errs <- err
+						}
+						if err := counter.Set(ctx, "count", v+1, 0).Err(); err != nil {
+							errs <- err
+						}
+						inside.Add(-1)
+						if err := l.Release(ctx); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		assert.Zero(t, overlaps.Load(), "holders overlapped")
+		n, err := counter.Get(ctx, "count").Int()
+		require.NoError(t, err)
+		assert.Equal(t, lockers*workers*rounds, n, "lost updates")
+		t.Logf("longest wait: %dms", maxWaitMs.Load())
+	})
+}

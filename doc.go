@@ -48,10 +48,23 @@
 //     Redis that never expires; a node that loses its data loses the counter
 //     too, so persist it if you rely on fencing.
 //
+// # Waiting
+//
+// WithBlocking waits without polling: the release script publishes on the
+// lock's channel, a blocked caller is subscribed to it (one shared
+// subscription connection per Locker, opened while someone waits) and
+// retries at once when the lock is released. Expiry publishes nothing, so
+// each wait is also capped by the holder's remaining TTL, and by the retry
+// strategy's delay as a fallback. Blocked callers of one Locker for one key
+// queue in arrival order and send one attempt per release between them, so
+// a busy process costs Redis one attempt per release, not one per
+// goroutine.
+//
 // # Keys
 //
 // For a lock named K the library writes "<prefix>{K}" (the lock) and
-// "<prefix>{K}:fence" (the fence counter), with '{', '}' and '%' in the
+// "<prefix>{K}:fence" (the fence counter), and publishes releases on the
+// channel "<prefix>{K}:wake", with '{', '}' and '%' in the
 // prefix and K percent-escaped, so that the keys of one lock share a Redis
 // Cluster slot whatever K holds. The default prefix is "distlock:".
 //

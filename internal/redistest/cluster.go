@@ -1,0 +1,155 @@
+package redistest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// clusterSlots is the number of hash slots in a Redis Cluster.
+const clusterSlots = 16384
+
+// clusterTimeout bounds how long StartCluster waits for cluster_state:ok.
+const clusterTimeout = 15 * time.Second
+
+// Cluster is a Redis Cluster of masters without replicas on 127.0.0.1,
+// started by [StartCluster]. Each node is an ordinary [Server] (so it can be
+// paused, killed, ...); its cluster bus listens on Port()+10000. A node
+// brought back with Restart keeps its identity and slots (nodes.conf in its
+// directory) but not its data; [Cluster.WaitOK] waits for it to rejoin.
+// With no replicas, a node that is down makes the other nodes report
+// cluster_state:fail about 3s later (cluster-node-timeout 2s plus gossip).
+type Cluster struct {
+	// Nodes are the masters; Nodes[i] owns the i-th equal share of the
+	// 16384 slots.
+	Nodes []*Server
+}
+
+// StartCluster starts masters cluster nodes in parallel, each with the
+// standard arguments of [Start] plus
+//
+//	--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+//
+// then assigns the slots in equal contiguous ranges (CLUSTER ADDSLOTS), sets
+// distinct config epochs, joins the nodes with CLUSTER MEET and waits up to
+// 15s until every node reports cluster_state:ok and knows all the others.
+// redis-cli is not needed. Nodes are stopped in t.Cleanup.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	if masters < 1 {
+		t.Fatalf("redistest: StartCluster(%d): need at least one master", masters)
+	}
+	cfgs := make([]config, masters)
+	for i := range cfgs {
+		cfgs[i] = config{
+			what:    "cluster node",
+			cluster: true,
+			argv: func(port int, dir string) ([]string, error) {
+				return append(standardArgs(port, dir),
+					"--cluster-enabled", "yes",
+					"--cluster-config-file", "nodes.conf",
+					"--cluster-node-timeout", "2000",
+				), nil
+			},
+		}
+	}
+	c := &Cluster{Nodes: startAll(t, cfgs)}
+
+	for i, n := range c.Nodes {
+		first, last := i*clusterSlots/masters, (i+1)*clusterSlots/masters-1
+		args := []any{"CLUSTER", "ADDSLOTS"}
+		for slot := first; slot <= last; slot++ {
+			args = append(args, slot)
+		}
+		n.Exec(t, args...)
+		n.Exec(t, "CLUSTER", "SET-CONFIG-EPOCH", i+1)
+	}
+	for _, n := range c.Nodes[1:] {
+		c.Nodes[0].Exec(t, "CLUSTER", "MEET", loopback, n.Port())
+	}
+	c.WaitOK(t)
+	return c
+}
+
+// WaitOK waits up to 15s until every running node reports cluster_state:ok,
+// knows all len(Nodes) nodes and sees all 16384 slots assigned, and fails
+// the test otherwise.
+func (c *Cluster) WaitOK(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(clusterTimeout)
+	for {
+		err := c.check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: cluster not ready after %v: %v", clusterTimeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) check() error {
+	want := strconv.Itoa(len(c.Nodes))
+	for _, n := range c.Nodes {
+		if n.Pid() == 0 {
+			continue
+		}
+		v, err := n.do("CLUSTER", "INFO")
+		if err != nil {
+			return fmt.Errorf("%s: CLUSTER INFO: %w", n.Addr(), err)
+		}
+		info, _ := v.(string)
+		for field, value := range map[string]string{
+			"cluster_state":          "ok",
+			"cluster_known_nodes":    want,
+			"cluster_slots_assigned": strconv.Itoa(clusterSlots),
+		} {
+			if got := infoField(info, field); got != value {
+				return fmt.Errorf("%s: %s:%s, want %s", n.Addr(), field, got, value)
+			}
+		}
+	}
+	return nil
+}
+
+// Addrs returns the "127.0.0.1:port" addresses of all nodes.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr()
+	}
+	return addrs
+}
+
+// Client returns a new go-redis cluster client seeded with all nodes, closed
+// in t.Cleanup. Defaults, which opts may change: DialTimeout, ReadTimeout and
+// WriteTimeout 1s ([DefaultTimeout]), DialerRetries 1, maintenance
+// notifications disabled; MaxRetries and MaxRedirects keep the go-redis
+// cluster defaults (no retries, 3 redirects).
+func (c *Cluster) Client(t testing.TB, opts ...func(*redis.ClusterOptions)) *redis.ClusterClient {
+	t.Helper()
+	o := &redis.ClusterOptions{
+		Addrs:                    c.Addrs(),
+		DialTimeout:              DefaultTimeout,
+		ReadTimeout:              DefaultTimeout,
+		WriteTimeout:             DefaultTimeout,
+		DialerRetries:            1,
+		MaintNotificationsConfig: disabledMaint(),
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	cc := redis.NewClusterClient(o)
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// String lists the node addresses, for log messages.
+func (c *Cluster) String() string {
+	return "cluster[" + strings.Join(c.Addrs(), " ") + "]"
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/distlock/distlock"
+	"github.com/go-redsync/redsync/v4"
+	"github.com/redis/go-redis/v9"
+)
+
+// C1 shape: P lockers on separate clients (stand-ins for processes) × G
+// goroutines each, all on one key, holding it for about c1Hold.
+const (
+	c1Lockers    = 4
+	c1Goroutines = 4
+	c1Hold       = 200 * time.Microsecond
+)
+
+// C1 subjects.
+const (
+	subjRedislock1  = "redislock LinearBackoff(1ms)"
+	subjRedislock10 = "redislock LinearBackoff(10ms)"
+	subjRedsyncC1   = "redsync (default retry delay)"
+)
+
+// c1Subject is one library in C1: P contenders on P clients, and a counter
+// of the commands those clients sent.
+type c1Subject struct {
+	name    string
+	lockers []contender
+	sent    *atomic.Int64
+}
+
+// runC1 measures contention on one key: critical sections/s, hand-off
+// latency, commands per critical section, the longest wait, and mutual
+// exclusion.
+func (b *bench) runC1(ctx context.Context, srv *server) error {
+	b.logf("C1: %d lockers × %d goroutines on one key, hold %v, %d repeats of %v",
+		c1Lockers, c1Goroutines, c1Hold, b.reps, b.c1Window)
+	var clients []*redis.Client
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	mk := func(name string, mkLocker func(c *redis.Client) contender) c1Subject {
+		s := c1Subject{name: name, sent: new(atomic.Int64)}
+		for i := 0; i < c1Lockers; i++ {
+			c := redis.NewClient(&redis.Options{Addr: srv.addr(), Dialer: countingDialer(s.sent)})
+			clients = append(clients, c)
+			s.lockers = append(s.lockers, mkLocker(c))
+		}
+		return s
+	}
+	subjects := []c1Subject{
+		mk(subjOurs, func(c *redis.Client) contender {
+			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL)))
+		}),
+		mk(subjRedislock1, func(c *redis.Client) contender {
+			return redislockContender(redislock.New(c), time.Millisecond)
+		}),
+		mk(subjRedislock10, func(c *redis.Client) contender {
+			return redislockContender(redislock.New(c), 10*time.Millisecond)
+		}),
+		mk(subjRedsyncC1, func(c *redis.Client) contender {
+			return redsyncContender(redsync.New(redsyncPools([]*redis.Client{c})...))
+		}),
+	}
+	set := b.set("C1")
+	names := make([]string, len(subjects))
+	byName := make(map[string]c1Subject)
+	for i, s := range subjects {
+		names[i] = s.name
+		byName[s.name] = s
+		if _, err := b.contend(ctx, s, "c1warm:"+s.name, b.warmup); err != nil {
+			return fmt.Errorf("C1 warm-up %s: %w", s.name, err)
+		}
+	}
+	for rep := 0; rep < b.reps; rep++ {
+		for _, name := range interleave(names, rep) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			s := byName[name]
+			r, err := b.contend(ctx, s, fmt.Sprintf("c1:%d", rep), b.c1Window)
+			if err != nil {
+				return fmt.Errorf("C1 %s: %w", name, err)
+			}
+			if r.violations > 0 {
+				b.fail("C1 %s: %d mutual-exclusion violations", name, r.violations)
+			}
+			if r.errs > 0 {
+				b.fail("C1 %s: %d errors, first: %v", name, r.errs, r.firstErr)
+			}
+			if r.sections == 0 {
+				b.fail("C1 %s: no critical section completed", name)
+				continue
+			}
+			cs := float64(r.sections)
+			set.add(name, "rate", cs/r.elapsed.Seconds())
+			set.add(name, "p50", ms(percentile(r.handoffs, 50)))
+			set.add(name, "p99", ms(percentile(r.handoffs, 99)))
+			set.add(name, "sent", float64(r.sent)/cs)
+			set.add(name, "executed", float64(r.executed)/cs)
+			set.add(name, "maxwait", ms(r.maxWait))
+			set.add(name, "wait50", ms(percentile(r.waits, 50)))
+			set.add(name, "wait99", ms(percentile(r.waits, 99)))
+			set.add(name, "violations", float64(r.violations))
+			set.add(name, "hold", ms(r.meanHold))
+			set.add(name, "reacquired", 100*float64(r.reacquired)/cs)
+			b.logf("  C1 %-32s %6.0f CS/s  hand-off p50 %7.3f ms p99 %7.3f ms  %5.1f cmds sent/CS (%5.1f executed)  longest wait %7.1f ms  re-acquired %4.1f%%  violations %d",
+				name, cs/r.elapsed.Seconds(), ms(percentile(r.handoffs, 50)), ms(percentile(r.handoffs, 99)),
+				float64(r.sent)/cs, float64(r.executed)/cs, ms(r.maxWait), 100*float64(r.reacquired)/cs, r.violations)
+		}
+	}
+	return nil
+}
+
+// c1Result is one timed C1 run of one subject.
+type c1Result struct {
+	sections   int64
+	elapsed    time.Duration
+	handoffs   []time.Duration // sorted
+	waits      []time.Duration // Obtain call to return, sorted
+	sent       int64           // commands the clients sent
+	executed   int64           // commands Redis executed (incl. inside scripts)
+	maxWait    time.Duration
+	violations int64
+	reacquired int64 // critical sections taken straight back by the goroutine that had just released
+	meanHold   time.Duration
+	errs       int64
+	firstErr   error
+}
+
+// contend runs one C1 window of subject s on a fresh key (a waiter cancelled
+// at the end may leave a lock behind for its TTL).
+func (b *bench) contend(ctx context.Context, s c1Subject, key string, window time.Duration) (c1Result, error) {
+	g := c1Lockers * c1Goroutines
+	obtains := make([]obtainFunc, g)
+	for i := range obtains {
+		obtains[i] = s.lockers[i%c1Lockers](key)
+	}
+	base := time.Now()
+	now := func() int64 { return int64(time.Since(base)) + 1 } // never 0
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		stop       atomic.Bool
+		holder     atomic.Int32 // 1 while someone is in the critical section
+		relMu      sync.Mutex   // guards relAt and relBy
+		relAt      int64        // when the last holder called Release
+		relBy      = -1         // which goroutine that was; -1 once another took over
+		reacquired atomic.Int64
+		sections   atomic.Int64
+		violations atomic.Int64
+		holdTotal  atomic.Int64
+		errs       atomic.Int64
+		mu         sync.Mutex
+		firstErr   error
+		waitStart  = make([]atomic.Int64, g) // when a goroutine's current wait began, 0 when not waiting
+		maxWaits   = make([]time.Duration, g)
+		handoffs   = make([][]time.Duration, g)
+		waits      = make([][]time.Duration, g)
+		wg         sync.WaitGroup
+		ready      sync.WaitGroup
+		starts     = make(chan struct{})
+	)
+	fail := func(err error) {
+		errs.Add(1)
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	ready.Add(g)
+	for i := 0; i < g; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ho := make([]time.Duration, 0, 1024)
+			wt := make([]time.Duration, 0, 1024)
+			var maxWait time.Duration
+			defer func() {
+				handoffs[i] = ho
+				waits[i] = wt
+				maxWaits[i] = maxWait
+			}()
+			ready.Done()
+			<-starts
+			for !stop.Load() {
+				t0 := now()
+				waitStart[i].Store(t0)
+				release, err := obtains[i](wctx)
+				t1 := now()
+				waitStart[i].Store(0)
+				if err != nil {
+					if wctx.Err() == nil {
+						fail(err)
+					}
+					return
+				}
+				maxWait = max(maxWait, time.Duration(t1-t0))
+				wt = append(wt, time.Duration(t1-t0))
+				if !holder.CompareAndSwap(0, 1) {
+					violations.Add(1)
+				}
+				// A hand-off is the lock passing to another goroutine; a
+				// holder that takes the lock straight back (a poller that
+				// barges in before the waiters) is counted apart.
+				relMu.Lock()
+				switch relBy {
+				case -1:
+				case i:
+					reacquired.Add(1)
+				default:
+					ho = append(ho, time.Duration(t1-relAt))
+				}
+				relBy = -1
+				relMu.Unlock()
+				sleepHold()
+				holdTotal.Add(now() - t1)
+				holder.Store(0)
+				sections.Add(1)
+				relMu.Lock()
+				relAt, relBy = now(), i
+				relMu.Unlock()
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				err = release(rctx)
+				rcancel()
+				if err != nil {
+					fail(fmt.Errorf("release: %w", err))
+					return
+				}
+			}
+		}()
+	}
+	ready.Wait()
+	stats0, err := commandStats(ctx, b.admin)
+	if err != nil {
+		cancel()
+		close(starts)
+		wg.Wait()
+		return c1Result{}, err
+	}
+	sent0 := s.sent.Load()
+	start := time.Now()
+	close(starts)
+	timer := time.NewTimer(window)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		timer.Stop()
+	}
+	stop.Store(true)
+	end := now()
+	elapsed := time.Since(start)
+	// Goroutines still waiting when the window closes count with the wait
+	// they have had so far.
+	var openWait time.Duration
+	for i := range waitStart {
+		if ws := waitStart[i].Load(); ws != 0 {
+			openWait = max(openWait, time.Duration(end-ws))
+		}
+	}
+	cancel()
+	wg.Wait()
+	sent := s.sent.Load() - sent0
+	stats1, err := commandStats(ctx, b.admin)
+	if err != nil {
+		return c1Result{}, err
+	}
+	r := c1Result{
+		sections:   sections.Load(),
+		elapsed:    elapsed,
+		sent:       sent,
+		executed:   lockCommands(stats0, stats1),
+		violations: violations.Load(),
+		reacquired: reacquired.Load(),
+		errs:       errs.Load(),
+		firstErr:   firstErr,
+	}
+	for i := 0; i < g; i++ {
+		r.handoffs = append(r.handoffs, handoffs[i]...)
+		r.waits = append(r.waits, waits[i]...)
+		r.maxWait = max(r.maxWait, maxWaits[i])
+	}
+	r.maxWait = max(r.maxWait, openWait)
+	slices.Sort(r.handoffs)
+	slices.Sort(r.waits)
+	if r.sections > 0 {
+		r.meanHold = time.Duration(holdTotal.Load() / r.sections)
+	}
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	return r, nil
+}
+
+// sleepHold holds the critical section for about c1Hold. It spins, yielding
+// to other goroutines, because time.Sleep below a millisecond oversleeps by
+// up to a millisecond on Linux, which would hide the hand-off it measures.
+func sleepHold() {
+	start := time.Now()
+	for time.Since(start) < c1Hold {
+		runtime.Gosched()
+	}
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// row is one line of the results table: our value against one peer's.
+type row struct {
+	id, metric string
+	ours       float64
+	oursNote   string // shown instead of ours when it is NaN
+	peer       string // the peer's name; empty for rows without one
+	peerV      float64
+	unit       string // format kind: "rate", "ms", "us", "n", "s", "cmds"
+	ratio      bool   // show ours ÷ peer
+	target     string
+	check      func(ours, peer float64) bool // nil: information only
+	functional bool                          // judged in -quick too
+}
+
+func (r row) verdict(quick bool) string {
+	switch {
+	case r.check == nil:
+		return "—"
+	case math.IsNaN(r.ours):
+		return "n/a"
+	case quick && !r.functional:
+		return "not judged (-quick)"
+	case r.check(r.ours, r.peerV):
+		return "pass"
+	}
+	return "**FAIL**"
+}
+
+func formatValue(unit string, v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	switch unit {
+	case "rate":
+		return fmt.Sprintf("%.0f/s", v)
+	case "ms":
+		return fmt.Sprintf("%.3f ms", v)
+	case "us":
+		return fmt.Sprintf("%.2f µs", v)
+	case "s":
+		return fmt.Sprintf("%.2f s", v)
+	case "cmds":
+		return fmt.Sprintf("%.1f", v)
+	case "B":
+		return fmt.Sprintf("%.0f B", v)
+	case "pct":
+		return fmt.Sprintf("%.1f%%", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func (r row) cells(quick bool) []string {
+	ours := formatValue(r.unit, r.ours)
+	if math.IsNaN(r.ours) && r.oursNote != "" {
+		ours = r.oursNote
+	}
+	peer, ratio := "—", "—"
+	if r.peer != "" {
+		peer = r.peer + ": " + formatValue(r.unit, r.peerV)
+		if r.ratio && !math.IsNaN(r.ours) && !math.IsNaN(r.peerV) && r.peerV != 0 {
+			ratio = fmt.Sprintf("%.2f×", r.ours/r.peerV)
+		}
+	}
+	return []string{r.id, r.metric, ours, peer, ratio, r.target, r.verdict(quick)}
+}
+
+// Checks used by the targets.
+func ratioAtLeast(k float64) func(o, p float64) bool {
+	return func(o, p float64) bool { return !math.IsNaN(p) && p > 0 && o >= k*p }
+}
+func ratioAtMost(k float64) func(o, p float64) bool {
+	return func(o, p float64) bool { return !math.IsNaN(p) && o <= k*p }
+}
+func atMost(limit float64) func(o, p float64) bool {
+	return func(o, _ float64) bool { return o <= limit }
+}
+
+// rows builds the results table from the measured sets, in the order of
+// the issues.
+func (b *bench) rows() []row {
+	var rows []row
+	u1 := func(g int) *resultSet { return b.sets[fmt.Sprintf("U1/%d", g)] }
+	for _, g := range []int{1, 50} {
+		s := u1(g)
+		if s == nil {
+			continue
+		}
+		metric := fmt.Sprintf("cycles/s, %d goroutine", g)
+		if g > 1 {
+			metric += "s"
+		}
+		vsRL := row{id: "U1", metric: metric, ours: s.med(subjOurs, "rate"), peer: subjRedislock,
+			peerV: s.med(subjRedislock, "rate"), unit: "rate", ratio: true}
+		vsLimit := row{id: "U1", metric: metric, ours: s.med(subjOurs, "rate"), peer: "limit",
+			peerV: s.med(subjLimit, "rate"), unit: "rate", ratio: true}
+		if g == 1 {
+			vsRL.target, vsRL.check = "≥ 1.0× redislock", ratioAtLeast(1.0)
+		} else {
+			vsRL.target, vsRL.check = "≥ 1.5× redislock", ratioAtLeast(1.5)
+			vsLimit.target, vsLimit.check = "≥ 1.2× limit", ratioAtLeast(1.2)
+		}
+		rows = append(rows, vsRL, vsLimit,
+			row{id: "U1", metric: metric + ", WithPipelining(false)", ours: s.med(subjOursNoPipe, "rate"),
+				peer: subjRedislock, peerV: s.med(subjRedislock, "rate"), unit: "rate", ratio: true},
+			row{id: "U1", metric: fmt.Sprintf("Redis CPU per cycle, %d g.", g), ours: s.med(subjOurs, "cpu"),
+				peer: subjRedislock, peerV: s.med(subjRedislock, "cpu"), unit: "us", ratio: true,
+				target: "≤ redislock", check: ratioAtMost(1.0)},
+			row{id: "U1", metric: fmt.Sprintf("Redis CPU per cycle, %d g., WithPipelining(false)", g),
+				ours: s.med(subjOursNoPipe, "cpu"), peer: subjRedislock, peerV: s.med(subjRedislock, "cpu"), unit: "us", ratio: true},
+		)
+	}
+	if s := b.sets["A1"]; s != nil {
+		rows = append(rows,
+			row{id: "A1", metric: "allocs per cycle", ours: s.med(subjOurs, "allocs"), peer: subjRedislock,
+				peerV: s.med(subjRedislock, "allocs"), unit: "n", ratio: true, target: "≤ redislock", check: ratioAtMost(1.0)},
+			row{id: "A1", metric: "bytes per cycle", ours: s.med(subjOurs, "bytes"), peer: subjRedislock,
+				peerV: s.med(subjRedislock, "bytes"), unit: "B", ratio: true},
+			row{id: "A1", metric: "allocs per cycle, WithPipelining(false)", ours: s.med(subjOursNoPipe, "allocs"),
+				peer: subjRedislock, peerV: s.med(subjRedislock, "allocs"), unit: "n", ratio: true},
+		)
+	}
+	for _, n := range []int{3, 5} {
+		s := b.sets[fmt.Sprintf("R%d", n)]
+		if s == nil {
+			continue
+		}
+		id := fmt.Sprintf("R%d", n)
+		note := s.unavailable[subjOursRedlock]
+		rows = append(rows,
+			row{id: id, metric: fmt.Sprintf("cycles/s, %d nodes, %d goroutines", n, rlGoroutines),
+				ours: s.med(subjOursRedlock, "rate"), oursNote: note, peer: subjRedsync,
+				peerV: s.med(subjRedsync, "rate"), unit: "rate", ratio: true, target: "≥ 2.0× redsync", check: ratioAtLeast(2.0)},
+			row{id: id, metric: "obtain latency p50", ours: s.med(subjOursRedlock, "p50"), oursNote: note,
+				peer: subjRedsync, peerV: s.med(subjRedsync, "p50"), unit: "ms", ratio: true},
+			row{id: id, metric: "obtain latency p99", ours: s.med(subjOursRedlock, "p99"), oursNote: note,
+				peer: subjRedsync, peerV: s.med(subjRedsync, "p99"), unit: "ms", ratio: true},
+		)
+	}
+	if s := b.sets["C1"]; s != nil {
+		waiting := float64(c1Lockers - 1)
+		rl1 := func(metric string) float64 { return s.med(subjRedislock1, metric) }
+		rows = append(rows,
+			row{id: "C1", metric: "critical sections/s", ours: s.med(subjOurs, "rate"), peer: subjRedislock1,
+				peerV: rl1("rate"), unit: "rate", ratio: true, target: "≥ redislock-1ms", check: ratioAtLeast(1.0)},
+			row{id: "C1", metric: "critical sections/s", ours: s.med(subjOurs, "rate"), peer: subjRedislock10,
+				peerV: s.med(subjRedislock10, "rate"), unit: "rate", ratio: true},
+			row{id: "C1", metric: "critical sections/s", ours: s.med(subjOurs, "rate"), peer: subjRedsyncC1,
+				peerV: s.med(subjRedsyncC1, "rate"), unit: "rate", ratio: true},
+			row{id: "C1", metric: "hand-off p50 (to another goroutine)", ours: s.med(subjOurs, "p50"), peer: subjRedislock1, peerV: rl1("p50"),
+				unit: "ms", ratio: true, target: "≤ 0.3 ms and < redislock-1ms",
+				check: func(o, p float64) bool { return o <= 0.3 && o < p }},
+			row{id: "C1", metric: "hand-off p99 (to another goroutine)", ours: s.med(subjOurs, "p99"), peer: subjRedislock1, peerV: rl1("p99"),
+				unit: "ms", ratio: true, target: "≤ 2 ms", check: atMost(2)},
+			row{id: "C1", metric: "hand-off p99 (to another goroutine)", ours: s.med(subjOurs, "p99"), peer: subjRedislock10,
+				peerV: s.med(subjRedislock10, "p99"), unit: "ms", ratio: true},
+			row{id: "C1", metric: "Redis commands per critical section (sent by clients)", ours: s.med(subjOurs, "sent"),
+				peer: subjRedislock1, peerV: rl1("sent"), unit: "cmds", ratio: true,
+				target: fmt.Sprintf("≤ 2 + %d waiting lockers = %.0f", c1Lockers-1, 2+waiting), check: atMost(2 + waiting)},
+			row{id: "C1", metric: "Redis commands per critical section (commandstats, incl. inside scripts)",
+				ours: s.med(subjOurs, "executed"), peer: subjRedislock1, peerV: rl1("executed"), unit: "cmds", ratio: true},
+			row{id: "C1", metric: "longest wait of any goroutine", ours: s.med(subjOurs, "maxwait"), peer: subjRedislock1,
+				peerV: rl1("maxwait"), unit: "ms", ratio: true},
+		)
+		violations := 0.0
+		for _, subj := range slices.Sorted(mapKeys(s.values)) {
+			for _, v := range s.values[subj]["violations"] {
+				violations += v
+			}
+		}
+		rows = append(rows, row{id: "C1", metric: "mutual-exclusion violations (all libraries, all repeats)",
+			ours: violations, unit: "n", target: "0", check: atMost(0), functional: true})
+	}
+	if s := b.sets["S1"]; s != nil {
+		rows = append(rows,
+			row{id: "S1", metric: fmt.Sprintf("locks lost (%d locks, TTL %v, %v)", b.s1Locks, b.s1TTL, b.s1Hold),
+				ours: s.med(subjOurs, "lost"), unit: "n", target: "0", check: atMost(0), functional: true},
+			row{id: "S1", metric: fmt.Sprintf("refresh commands/s (expected %d locks ÷ TTL/3 = %.0f/s)", b.s1Locks,
+				float64(b.s1Locks)/(b.s1TTL.Seconds()/3)), ours: s.med(subjOurs, "refresh"), unit: "rate"},
+			row{id: "S1", metric: "client CPU seconds (getrusage, whole process)", ours: s.med(subjOurs, "cpu"), unit: "s"},
+			row{id: "S1", metric: "Redis CPU seconds", ours: s.med(subjOurs, "scpu"), unit: "s"},
+		)
+	}
+	return rows
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// table renders rows as a Markdown table.
+func table(header []string, lines [][]string) string {
+	var sb strings.Builder
+	sb.WriteString("| " + strings.Join(header, " | ") + " |\n")
+	sep := make([]string, len(header))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	sb.WriteString("|" + strings.Join(sep, "|") + "|\n")
+	for _, l := range lines {
+		sb.WriteString("| " + strings.Join(l, " | ") + " |\n")
+	}
+	return sb.String()
+}
+
+func (b *bench) mainTable() string {
+	var lines [][]string
+	for _, r := range b.rows() {
+		lines = append(lines, r.cells(b.quick))
+	}
+	return table([]string{"row", "metric", "distlock", "peer", "ratio", "target", "result"}, lines)
+}
+
+// detailTable shows every subject and metric of one set: median over the
+// repeats, and the range.
+func (b *bench) detailTable(id string, metrics []string, labels []string, units []string) string {
+	s := b.sets[id]
+	if s == nil {
+		return ""
+	}
+	var lines [][]string
+	subjects := slices.Sorted(mapKeys(s.values))
+	slices.SortStableFunc(subjects, func(a, c string) int {
+		return rank(a) - rank(c)
+	})
+	for _, subj := range subjects {
+		line := []string{subj}
+		for i, m := range metrics {
+			lo, hi, n := s.spread(subj, m)
+			cell := formatValue(units[i], s.med(subj, m))
+			if n > 1 {
+				cell += fmt.Sprintf(" (%s – %s)", trimUnit(formatValue(units[i], lo)), trimUnit(formatValue(units[i], hi)))
+			}
+			line = append(line, cell)
+		}
+		lines = append(lines, line)
+	}
+	for subj, why := range s.unavailable {
+		line := []string{subj}
+		for range metrics {
+			line = append(line, why)
+		}
+		lines = append(lines, line)
+	}
+	return table(append([]string{"library"}, labels...), lines)
+}
+
+// rank orders subjects: ours first, the limit last.
+func rank(s string) int {
+	switch {
+	case strings.HasPrefix(s, "distlock"):
+		return 0
+	case strings.HasPrefix(s, "limit"):
+		return 2
+	}
+	return 1
+}
+
+func trimUnit(s string) string {
+	s = strings.TrimSuffix(s, "/s")
+	for _, u := range []string{" ms", " µs", " s", " B", "%"} {
+		s = strings.TrimSuffix(s, u)
+	}
+	return s
+}

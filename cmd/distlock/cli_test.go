@@ -1,0 +1,363 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/distlock/distlock/internal/redistest"
+)
+
+func redisURL(srv *redistest.Server) string { return "redis://" + srv.Addr() }
+
+// TestRunConcurrentOneRuns: two `run` on one key started together: exactly
+// one child runs, the other distlock exits 75 at once with one line on
+// stderr. Several rounds, so that either may win.
+func TestRunConcurrentOneRuns(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	for round := range 4 {
+		a := start(t, "hold", nil, "run", "--redis", url, "job", "--", self(t))
+		b := start(t, "hold", nil, "run", "--redis", url, "job", "--", self(t))
+		// The loser exits by itself; the winner holds until its stdin ends.
+		var winner, loser *proc
+		select {
+		case <-a.done:
+			winner, loser = b, a
+		case <-b.done:
+			winner, loser = a, b
+		case <-time.After(waitTimeout):
+			t.Fatalf("round %d: neither run exited: stderr a %q, b %q", round, a.stderr, b.stderr)
+		}
+		assert.Equal(t, exitConflict, loser.code, "round %d: loser's exit status; stderr %q", round, loser.stderr)
+		oneLine(t, loser.stderr.String())
+		assert.Contains(t, loser.stderr.String(), `lock "job" is held elsewhere`)
+		assert.NotContains(t, loser.stdout.String(), "ready", "the loser's child ran")
+		winner.stdout.waitFor(t, "ready")
+		require.False(t, winner.exited())
+		require.NoError(t, winner.stdin.Close())
+		assert.Equal(t, 0, winner.wait(t), "round %d: winner; stderr %q", round, winner.stderr)
+	}
+
+	// --conflict-exit-code chooses the status.
+	a := start(t, "hold", nil, "run", "--redis", url, "job", "--", self(t))
+	a.stdout.waitFor(t, "ready")
+	code, _, stderr := runDistlock(t, "exit:0", nil, "run", "--redis", url, "--conflict-exit-code", "9", "job", "--", self(t))
+	assert.Equal(t, 9, code)
+	oneLine(t, stderr)
+	require.NoError(t, a.stdin.Close())
+	assert.Equal(t, 0, a.wait(t))
+}
+
+func TestRunPassesExitStatusThrough(t *testing.T) {
+	srv := redistest.Start(t)
+	tests := []struct {
+		mode string
+		want int
+	}{
+		{"exit:0", 0},
+		{"exit:3", 3},
+		{"exit:42", 42},
+		{"exit:75", 75},
+		{"selfkill", 128 + int(syscall.SIGKILL)},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runDistlock(t, tt.mode, nil, "run", "--redis", redisURL(srv), "k", "--", self(t))
+		assert.Equal(t, tt.want, code, "%s: stderr %q", tt.mode, stderr)
+	}
+	// The lock was released each time: the key is free.
+	assert.EqualValues(t, 0, srv.Exec(t, "EXISTS", "distlock:{k}"))
+}
+
+// TestRunWait: with --wait the second run waits for the first and then
+// runs; its child starts after the first child ended.
+func TestRunWait(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	log := filepath.Join(t.TempDir(), "log")
+
+	first := start(t, "hold", nil, "run", "--redis", url, "k", "--", self(t))
+	first.stdout.waitFor(t, "ready")
+	second := start(t, "append:"+log+":second ran", nil, "run", "--redis", url+"?client_name=waiter", "--wait", "20s", "k", "--", self(t))
+	// Wait until the second is connected (and so trying), then end the
+	// first's child.
+	waitCond(t, "the waiting run connected", func() bool {
+		return strings.Contains(srv.Exec(t, "CLIENT", "LIST").(string), "name=waiter")
+	})
+	require.NoError(t, os.WriteFile(log, []byte("first ended\n"), 0o600))
+	require.NoError(t, first.stdin.Close())
+	assert.Equal(t, 0, first.wait(t), "first: %s", first.stderr)
+	assert.Equal(t, 0, second.wait(t), "second: %s", second.stderr)
+	got, err := os.ReadFile(log)
+	require.NoError(t, err)
+	assert.Equal(t, "first ended\nsecond ran\n", string(got))
+
+	// A wait that runs out is a conflict.
+	first = start(t, "hold", nil, "run", "--redis", url, "k", "--", self(t))
+	first.stdout.waitFor(t, "ready")
+	began := time.Now()
+	code, stdout, stderr := runDistlock(t, "exit:0", nil, "run", "--redis", url, "--wait", "300ms", "k", "--", self(t))
+	assert.Equal(t, exitConflict, code)
+	assert.GreaterOrEqual(t, time.Since(began), 300*time.Millisecond)
+	assert.Empty(t, stdout)
+	oneLine(t, stderr)
+	assert.Contains(t, stderr, "still held elsewhere after waiting 300ms")
+	require.NoError(t, first.stdin.Close())
+	assert.Equal(t, 0, first.wait(t))
+}
+
+// waitCond waits until cond holds, checking every 10ms: for conditions of
+// other processes that cannot signal the test.
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, waitTimeout)
+		}
+		<-tick.C
+	}
+}
+
+func TestRunFencing(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	env := regexp.MustCompile(`(?m)^(DISTLOCK_\w+)=(.*)$`)
+	parse := func(out string) map[string]string {
+		m := map[string]string{}
+		for _, kv := range env.FindAllStringSubmatch(out, -1) {
+			m[kv[1]] = kv[2]
+		}
+		return m
+	}
+	var last int64
+	tokens := map[string]bool{}
+	for range 3 {
+		code, stdout, stderr := runDistlock(t, "env", nil, "run", "--redis", url, "--fencing", "deploy", "--", self(t))
+		require.Equal(t, 0, code, stderr)
+		vars := parse(stdout)
+		assert.Equal(t, "deploy", vars["DISTLOCK_KEY"])
+		fence, err := strconv.ParseInt(vars["DISTLOCK_FENCE"], 10, 64)
+		require.NoError(t, err, "DISTLOCK_FENCE in %q", stdout)
+		assert.Greater(t, fence, last, "fences rise")
+		last = fence
+		require.NotEmpty(t, vars["DISTLOCK_TOKEN"])
+		assert.False(t, tokens[vars["DISTLOCK_TOKEN"]], "a new token per run")
+		tokens[vars["DISTLOCK_TOKEN"]] = true
+	}
+	// Without --fencing: the key only.
+	code, stdout, _ := runDistlock(t, "env", nil, "run", "--redis", url, "deploy", "--", self(t))
+	require.Equal(t, 0, code)
+	assert.Equal(t, map[string]string{"DISTLOCK_KEY": "deploy"}, parse(stdout))
+}
+
+// TestRunLockLost: a FLUSHALL while the child runs: the child gets SIGTERM,
+// distlock says why on stderr and exits 1, within a few seconds.
+func TestRunLockLost(t *testing.T) {
+	srv := redistest.Start(t)
+	p := start(t, "hold", nil, "run", "--redis", redisURL(srv), "--ttl", "1s", "k", "--", self(t))
+	p.stdout.waitFor(t, "ready")
+	srv.Exec(t, "FLUSHALL")
+	flushed := time.Now()
+	code := p.wait(t)
+	assert.Less(t, time.Since(flushed), 5*time.Second)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, p.stdout.String(), "got terminated", "the child got SIGTERM")
+	assert.Contains(t, p.stderr.String(), `lock "k" lost while`)
+	assert.Contains(t, p.stderr.String(), "SIGTERM")
+}
+
+// TestRunLockLostStubbornChild: a child that ignores SIGTERM is killed
+// after the grace period.
+func TestRunLockLostStubbornChild(t *testing.T) {
+	srv := redistest.Start(t)
+	p := start(t, "stubborn", nil, "run", "--redis", redisURL(srv), "--ttl", "1s", "--grace", "300ms", "k", "--", self(t))
+	p.stdout.waitFor(t, "ready")
+	srv.Exec(t, "DEL", "distlock:{k}")
+	assert.Equal(t, exitError, p.wait(t))
+	assert.Contains(t, p.stderr.String(), "SIGKILL")
+	assert.Contains(t, p.stderr.String(), "exit status 137")
+}
+
+// TestRunForwardsSignals: INT, TERM and HUP sent to distlock reach the
+// child; distlock exits with the child's status and releases the lock.
+func TestRunForwardsSignals(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		p := start(t, "hold", nil, "run", "--redis", redisURL(srv), "k", "--", self(t))
+		p.stdout.waitFor(t, "ready")
+		require.NoError(t, p.cmd.Process.Signal(sig))
+		assert.Equal(t, childExitOnSignal, p.wait(t), "%v: stderr %q", sig, p.stderr)
+		assert.Contains(t, p.stdout.String(), "got "+sig.String())
+		assert.EqualValues(t, 0, srv.Exec(t, "EXISTS", "distlock:{k}"), "%v: lock released", sig)
+	}
+}
+
+// TestRunPasswordsNeverShown: with a password-protected Redis, neither a
+// wrong password, nor a URL that does not parse, nor status output shows
+// the password.
+func TestRunPasswordsNeverShown(t *testing.T) {
+	const pw = "s3cret-Pw-42"
+	srv := redistest.Start(t)
+	srv.Exec(t, "CONFIG", "SET", "requirepass", pw) // after start: the harness's probe does not AUTH
+	good := "redis://:" + pw + "@" + srv.Addr()
+
+	code, _, stderr := runDistlock(t, "exit:0", nil, "run", "--redis", "redis://:wrong-Pw-17@"+srv.Addr(), "k", "--", self(t))
+	assert.Equal(t, exitError, code)
+	oneLine(t, stderr)
+	assert.NotContains(t, stderr, "wrong-Pw-17")
+	assert.Contains(t, stderr, "xxxxx")
+
+	code, _, stderr = runDistlock(t, "exit:0", nil, "run", "--redis", "redis://:"+pw+"@127.0.0.1:notaport", "k", "--", self(t))
+	assert.Equal(t, exitUsage, code)
+	oneLine(t, stderr)
+	assert.NotContains(t, stderr, pw)
+
+	code, _, stderr = runDistlock(t, "exit:0", []string{"REDIS_URL=" + good}, "run", "k", "--", self(t))
+	assert.Equal(t, 0, code, stderr)
+
+	h := start(t, "hold", nil, "run", "--redis", good, "--fencing", "k", "--", self(t))
+	h.stdout.waitFor(t, "ready")
+	code, stdout, stderr := runDistlock(t, "", nil, "status", "--redis", good, "k")
+	assert.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "held")
+	assert.NotContains(t, stdout+stderr, pw)
+	code, _, stderr = runDistlock(t, "exit:0", nil, "run", "--redis", good, "k", "--", self(t))
+	assert.Equal(t, exitConflict, code)
+	assert.NotContains(t, stderr, pw)
+	require.NoError(t, h.stdin.Close())
+	assert.Equal(t, 0, h.wait(t))
+
+	// Redis down: the error names the server, without the password.
+	srv.Kill(t)
+	code, _, stderr = runDistlock(t, "exit:0", nil, "run", "--redis", good, "k", "--", self(t))
+	assert.Equal(t, exitError, code)
+	oneLine(t, stderr)
+	assert.Contains(t, stderr, srv.Addr())
+	assert.NotContains(t, stderr, pw)
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	tests := [][]string{
+		{"run"},
+		{"run", "--redis", url},
+		{"run", "--redis", url, "k"},
+		{"run", "--redis", url, "k", "--"},
+		{"run", "--redis", url, "--ttl", "0s", "k", "--", "true"},
+		{"run", "--redis", url, "--ttl", "1ms", "k", "--", "true"},
+		{"run", "--redis", url, "--wait", "-1s", "k", "--", "true"},
+		{"run", "--redis", url, "--conflict-exit-code", "256", "k", "--", "true"},
+		{"run", "--no-such-flag", "k", "--", "true"},
+		{"run", "k", "--", "true"}, // no Redis given
+		{"run", "--redis", url, "--redis", url, "k", "--", "true"},
+		{"run", "--redis", "http://" + srv.Addr(), "k", "--", "true"},
+		{"status"},
+		{"status", "--redis", url, "a", "b"},
+		{"demo", "--ticks", "0"},
+		{"nosuchcommand"},
+	}
+	for _, args := range tests {
+		code, stdout, stderr := runDistlock(t, "exit:0", nil, args...)
+		assert.Equal(t, exitUsage, code, "%q: stderr %q", args, stderr)
+		assert.Empty(t, stdout, "%q", args)
+		oneLine(t, stderr)
+		assert.True(t, strings.HasPrefix(stderr, "distlock: "), "%q: %q", args, stderr)
+	}
+}
+
+func TestRunCommandNotRunnable(t *testing.T) {
+	srv := redistest.Start(t)
+	code, _, stderr := runDistlock(t, "", nil, "run", "--redis", redisURL(srv), "k", "--", "/no/such/command")
+	assert.Equal(t, exitNotFound, code, stderr)
+	oneLine(t, stderr)
+	plain := filepath.Join(t.TempDir(), "not-executable")
+	require.NoError(t, os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o600))
+	code, _, stderr = runDistlock(t, "", nil, "run", "--redis", redisURL(srv), "k", "--", plain)
+	assert.Equal(t, exitNoExec, code, stderr)
+	assert.EqualValues(t, 0, srv.Exec(t, "EXISTS", "distlock:{k}"), "lock released")
+}
+
+func TestStatusCommand(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	code, stdout, stderr := runDistlock(t, "", nil, "status", "--redis", url, "report")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, "key:    report\nstate:  free\nfence:  none handed out yet\n", stdout)
+
+	h := start(t, "hold", nil, "run", "--redis", url, "--fencing", "--ttl", "20s", "report", "--", self(t))
+	h.stdout.waitFor(t, "ready")
+	code, stdout, stderr = runDistlock(t, "", []string{"REDIS_URL=" + url}, "status", "report")
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, `(?m)^state:  held, expires in (19\.\d+|20)s unless refreshed$`, stdout)
+	assert.Contains(t, stdout, "fence:  1 ")
+	require.NoError(t, h.stdin.Close())
+	assert.Equal(t, 0, h.wait(t))
+
+	srv.Kill(t)
+	code, _, stderr = runDistlock(t, "", nil, "status", "--redis", url, "report")
+	assert.Equal(t, exitError, code)
+	oneLine(t, stderr)
+}
+
+func TestDemoEmbedded(t *testing.T) {
+	began := time.Now()
+	code, stdout, stderr := runDistlock(t, "", nil, "demo")
+	assert.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Less(t, time.Since(began), 10*time.Second)
+	assert.Contains(t, stdout, "Redis: embedded (miniredis")
+	assert.Regexp(t, `(?m)^verdict: PASS: with OncePerTick the job ran exactly once in each of the 5 ticks; without a lock it ran 15 times`, stdout)
+	// One table row per tick, each with one OncePerTick run.
+	rows := regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3}  .*  (r\d+)$`).FindAllStringSubmatch(stdout, -1)
+	assert.Len(t, rows, 5, stdout)
+	assert.Empty(t, stderr)
+}
+
+func TestDemoOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	code, stdout, stderr := runDistlock(t, "", nil, "demo", "--redis", redisURL(srv), "--replicas", "4", "--ticks", "3", "--period", "300ms")
+	assert.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stdout, "verdict: PASS")
+	assert.Contains(t, stdout, "Redis: "+redisURL(srv))
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"run", "--help"}, {"status", "-h"}, {"demo", "--help"}, {"help", "run"}} {
+		code, stdout, stderr := runDistlock(t, "", nil, args...)
+		assert.Equal(t, 0, code, "%q", args)
+		assert.Empty(t, stderr)
+		assert.Contains(t, stdout, "Usage:", "%q", args)
+		assert.Contains(t, stdout, "Examples:", "%q", args)
+	}
+	code, _, stderr := runDistlock(t, "", nil)
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, stderr, "Usage:")
+}
+
+func TestRedact(t *testing.T) {
+	secrets = nil
+	defer func() { secrets = nil }()
+	remember("redis://user:p%40ss-word@host:6379/2")
+	tests := []struct{ give, want string }{
+		{"redis://user:hunter2@host:6379", "redis://user:xxxxx@host:6379"},
+		{"rediss://:hunter2@host", "rediss://:xxxxx@host"},
+		{"redis://host:6379", "redis://host:6379"},
+		{`parse "redis://u:pw@h:x": invalid port`, `parse "redis://u:xxxxx@h:x": invalid port`},
+		{"redis://h/0?password=hunter2&db=1", "redis://h/0?password=xxxxx&db=1"},
+		{"auth failed for p@ss-word", "auth failed for xxxxx"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, redact(tt.give))
+	}
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/distlock/distlock"
+)
+
+const statusUsage = `Usage: distlock status [flags] KEY
+
+Shows whether the lock KEY is held, how long the current hold still lives
+unless refreshed, and the last fencing token handed out. It only reads: it
+never changes the lock and never shows the holder's token. With several
+--redis URLs (Redlock) it shows each node and whether a majority holds KEY.
+
+Flags (before KEY):
+  --redis URL       Redis to ask; default $REDIS_URL. Repeat it for each
+                    node of a Redlock.
+  --prefix STRING   namespace of the keys distlock writes (default "distlock:")
+
+Exit status: 0 when the answer was printed, held or free; 1 when Redis
+could not answer; 2 on a usage error.
+
+Examples:
+  distlock status --redis redis://redis-1:6379 nightly-report
+  REDIS_URL=redis://:secret@redis-1:6379/2 distlock status deploy
+`
+
+func statusCmd(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	var urls urlList
+	fs.Var(&urls, "redis", "")
+	prefix := fs.String("prefix", distlock.DefaultKeyPrefix, "")
+	if ok, code := parseFlags(fs, statusUsage, args); !ok {
+		return code
+	}
+	switch rest := fs.Args(); {
+	case len(rest) == 0:
+		return usageErr("status", "missing KEY")
+	case len(rest) > 1:
+		return usageErr("status", "one KEY only, got %q", rest)
+	case rest[0] == "":
+		return usageErr("status", "empty KEY")
+	}
+	key := fs.Arg(0)
+	list, err := redisURLs(urls)
+	if err != nil {
+		return usageErr("status", "%v", err)
+	}
+	if len(list) == 2 {
+		return usageErr("status", "2 Redis URLs given: use one, or three or more Redlock nodes")
+	}
+	nodes, err := dial(list)
+	if err != nil {
+		errorf("status: %v", err)
+		return exitUsage
+	}
+	b := &backend{nodes: nodes, what: nodes[0].name, prefix: *prefix}
+	defer b.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := b.status(ctx, key)
+	if err != nil {
+		errorf("status %q: %s", key, trimPrefix(err))
+		return exitError
+	}
+	printf("key:    %s\n", key)
+	if len(st.nodes) > 1 {
+		for _, n := range st.nodes {
+			printf("node:   %s  %s\n", n.name, n.describe())
+		}
+	}
+	printf("state:  %s\n", st.describe())
+	if st.fence > 0 {
+		printf("fence:  %d (the next --fencing holder gets a higher one)\n", st.fence)
+	} else {
+		printf("fence:  none handed out yet\n")
+	}
+	return exitOK
+}
+
+// lockState is what status found: overall and per node.
+type lockState struct {
+	held   bool
+	ttl    time.Duration
+	fence  int64
+	err    error
+	name   string
+	nodes  []lockState // per node, with several nodes
+	quorum int
+}
+
+func (s lockState) describe() string {
+	if s.err != nil {
+		return "error: " + trimPrefix(s.err)
+	}
+	var held string
+	switch {
+	case !s.held:
+		held = "free"
+	case s.ttl < 0:
+		held = "held, with no expiry (set by hand?)"
+	default:
+		held = fmt.Sprintf("held, expires in %v unless refreshed", roundTTL(s.ttl))
+	}
+	if len(s.nodes) > 1 {
+		n := 0
+		for _, ns := range s.nodes {
+			if ns.err == nil && ns.held {
+				n++
+			}
+		}
+		held = fmt.Sprintf("%s (held on %d of %d nodes; a majority is %d)", held, n, len(s.nodes), s.quorum)
+	}
+	return held
+}
+
+// status asks every node about key. One node answers for itself; with
+// several, KEY is held when a majority holds it (its TTL is then the
+// majority's: the shortest TTL among the longest-lived majority).
+func (b *backend) status(ctx context.Context, key string) (lockState, error) {
+	opts := []distlock.Option{distlock.WithKeyPrefix(b.prefix)}
+	if len(b.nodes) == 1 {
+		st, err := distlock.New(b.nodes[0].client, distlock.WithPipelining(false)).Status(ctx, key, opts...)
+		if err != nil {
+			return lockState{}, fmt.Errorf("%s: %w", b.nodes[0].name, err)
+		}
+		return lockState{held: st.Held, ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
+	}
+	all := lockState{quorum: len(b.nodes)/2 + 1}
+	var ttls []time.Duration
+	var errs []string
+	for _, n := range b.nodes {
+		st, err := distlock.New(n.client, distlock.WithPipelining(false)).Status(ctx, key, opts...)
+		ns := lockState{held: st.Held, ttl: st.TTL, fence: st.Fence, err: err, name: n.name}
+		all.nodes = append(all.nodes, ns)
+		if err != nil {
+			errs = append(errs, n.name+": "+err.Error())
+			continue
+		}
+		all.fence = max(all.fence, st.Fence)
+		if st.Held {
+			ttls = append(ttls, st.TTL)
+		}
+	}
+	if len(errs) >= all.quorum {
+		return all, fmt.Errorf("no majority answered: %s", strings.Join(errs, "; "))
+	}
+	if len(ttls) >= all.quorum {
+		all.held = true
+		// Sorted descending, the quorum-th TTL is how long a majority
+		// still holds it; -1 (no expiry) counts as the longest.
+		for i := range ttls {
+			for j := i + 1; j < len(ttls); j++ {
+				if longer(ttls[j], ttls[i]) {
+					ttls[i], ttls[j] = ttls[j], ttls[i]
+				}
+			}
+		}
+		all.ttl = ttls[all.quorum-1]
+	}
+	return all, nil
+}
+
+func longer(a, b time.Duration) bool {
+	switch {
+	case a < 0:
+		return b >= 0
+	case b < 0:
+		return false
+	}
+	return a > b
+}

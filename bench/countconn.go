@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -18,15 +20,26 @@ func countingDialer(n *atomic.Int64) func(ctx context.Context, network, addr str
 		if err != nil {
 			return nil, err
 		}
-		return &countingConn{Conn: c, n: n}, nil
+		sc, ok := c.(syscall.Conn)
+		if !ok {
+			c.Close()
+			return nil, fmt.Errorf("dial %s: %T is not a syscall.Conn", addr, c)
+		}
+		return &countingConn{Conn: c, sc: sc, n: n}, nil
 	}
 }
 
+// countingConn is a TCP connection that counts the commands written to it.
+// It exposes the socket (SyscallConn) like the *net.TCPConn it wraps, so
+// that go-redis health-checks it exactly as it would the plain connection.
 type countingConn struct {
 	net.Conn
-	n *atomic.Int64
-	p respRequestCounter
+	sc syscall.Conn
+	n  *atomic.Int64
+	p  respRequestCounter
 }
+
+func (c *countingConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
 
 func (c *countingConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)

@@ -1,0 +1,443 @@
+package distlock
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNodeTimeout is matched (errors.Is) by the NodeError of a Redlock node
+// that did not answer within the node timeout (WithNodeTimeout). It does
+// not match context.DeadlineExceeded: the caller's ctx did not end.
+var ErrNodeTimeout = errors.New("distlock: node timeout")
+
+// A NodeError is the failure of one node of a Redlock in one operation: a
+// timeout (matching ErrNodeTimeout), a connection error, or a Redis error
+// reply. Err is the cause and is what Unwrap returns.
+type NodeError struct {
+	// Node is the node's index in the clients given to NewRedlock.
+	Node int
+	// Addr is the node's address as its client reports it, or "" when the
+	// client does not tell (e.g. a Sentinel-backed client).
+	Addr string
+	// Err is what went wrong on that node.
+	Err error
+}
+
+func (e *NodeError) Error() string {
+	if e.Addr != "" {
+		return fmt.Sprintf("node %d (%s): %v", e.Node, e.Addr, e.Err)
+	}
+	return fmt.Sprintf("node %d: %v", e.Node, e.Err)
+}
+
+// Unwrap returns the node's error.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// A QuorumError says that a Redlock operation (Obtain, Refresh, Release, TTL)
+// did not reach a quorum of N/2+1 nodes and that failing nodes were part of
+// the reason. It carries one NodeError per failing node; errors.As finds it
+// in the error returned by the operation, and errors.Is sees through it to
+// every node's error (e.g. ErrNodeTimeout).
+//
+// It matches ErrNotObtained (Obtain) or ErrNotHeld (Refresh, Release, TTL)
+// only when the nodes that answered "held by someone else" or "not held"
+// decided the outcome; when the failing nodes alone made the quorum
+// impossible it matches neither, and the operation is not retried.
+type QuorumError struct {
+	// Op is the operation: "obtain", "refresh", "release" or "ttl".
+	Op string
+	// Nodes is N, the number of nodes of the Redlock.
+	Nodes int
+	// Quorum is N/2+1, the number of nodes the operation needed.
+	Quorum int
+	// OK is the number of nodes on which the operation succeeded.
+	OK int
+	// Refused is the number of nodes that answered that someone else holds
+	// the lock (Obtain) or that this holder no longer holds it (Refresh,
+	// Release, TTL).
+	Refused int
+	// Errors has one entry per node that failed, in node order.
+	Errors []*NodeError
+
+	match error // ErrNotObtained, errGone or nil: see the type's doc
+}
+
+func (e *QuorumError) Error() string {
+	var b strings.Builder
+	refused := "no longer held"
+	if e.Op == "obtain" {
+		refused = "held by another"
+	}
+	fmt.Fprintf(&b, "distlock: no quorum: %d of %d nodes ok, %d needed, %d %s, %d failed",
+		e.OK, e.Nodes, e.Quorum, e.Refused, refused, len(e.Errors))
+	for i, ne := range e.Errors {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(ne.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns every node's error, and the sentinel the error stands for
+// when contention or loss decided the outcome (see the type's doc).
+func (e *QuorumError) Unwrap() []error {
+	errs := make([]error, 0, len(e.Errors)+1)
+	if e.match != nil {
+		errs = append(errs, e.match)
+	}
+	for _, ne := range e.Errors {
+		errs = append(errs, ne)
+	}
+	return errs
+}
+
+// rlNode is one independent Redis node of a Redlock.
+type rlNode struct {
+	idx    int
+	client redis.UniversalClient
+	// ap is the client's deferred (async) autopipeliner when pipelining is
+	// on: commands are submitted without a goroutine and awaited with a
+	// deadline. nil: plain calls, one goroutine per node per fan-out.
+	ap   *redis.AutoPipeliner
+	addr string
+	// slow is set when the node's last awaited answer timed out. Once a
+	// quorum is decided, the fan-out does not wait for slow nodes (their
+	// commands still go out), so a paused node costs the node timeout once,
+	// not on every call. Any answer clears it.
+	slow atomic.Bool
+	// eval has bit 1<<scriptID set for each script the node may not have
+	// cached: that script is sent with EVAL, not EVALSHA, so that no
+	// NOSCRIPT fallback adds a round trip after the others have answered.
+	// All bits start set; a successful EVAL clears its bit; NOSCRIPT sets
+	// it; a timeout or connection error sets all (the node may restart).
+	eval atomic.Uint32
+}
+
+// Script ids for rlNode.eval.
+const (
+	scriptAcquire = iota
+	scriptRelease
+	scriptRefresh
+	scriptPTTL
+	scriptRaiseFence
+)
+
+const allScripts = 1<<(scriptRaiseFence+1) - 1
+
+func (nd *rlNode) needsEval(id uint8) bool { return nd.eval.Load()&(1<<id) != 0 }
+
+func (nd *rlNode) setEval(mask uint32) {
+	for {
+		old := nd.eval.Load()
+		if old&mask == mask || nd.eval.CompareAndSwap(old, old|mask) {
+			return
+		}
+	}
+}
+
+func (nd *rlNode) clearEval(id uint8) {
+	for {
+		old := nd.eval.Load()
+		if old&(1<<id) == 0 || nd.eval.CompareAndSwap(old, old&^(1<<id)) {
+			return
+		}
+	}
+}
+
+// nodeOp is the command a fan-out sends to every node: a script, run as
+// EVALSHA with an EVAL fallback on NOSCRIPT, or a raw command.
+type nodeOp struct {
+	script *redis.Script
+	src    string
+	id     uint8 // script id, for rlNode.eval
+	keys   []string
+	args   []any
+	raw    []any
+}
+
+func (op *nodeOp) cmd(ctx context.Context, eval bool) *redis.Cmd {
+	if op.raw != nil {
+		return redis.NewCmd(ctx, op.raw...)
+	}
+	a := make([]any, 0, 3+len(op.keys)+len(op.args))
+	if eval {
+		a = append(a, "eval", op.src)
+	} else {
+		a = append(a, "evalsha", op.script.Hash())
+	}
+	a = append(a, len(op.keys))
+	for _, k := range op.keys {
+		a = append(a, k)
+	}
+	return redis.NewCmd(ctx, append(a, op.args...)...)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// verdict is what one node's answer means to the operation.
+type verdict uint8
+
+const (
+	vNone    verdict = iota // not asked, or asked but not awaited
+	vOK                     // the node did what was asked
+	vRefused                // held by another (acquire) / not held (the rest)
+	vFailed                 // no usable answer: see the NodeError
+)
+
+// fanMode says how long a fan-out waits.
+type fanMode uint8
+
+const (
+	// untilQuorum waits for every node not marked slow, and for the slow
+	// ones only while fewer than a quorum succeeded.
+	untilQuorum fanMode = iota
+	// waitAll waits for every node up to the deadline.
+	waitAll
+	// skipSlow never waits for nodes marked slow (best-effort clean-up).
+	skipSlow
+)
+
+// fanResult is the outcome of one fan-out.
+type fanResult struct {
+	verdicts []verdict
+	errs     []*NodeError // in node order
+	ok       int
+	refused  int
+}
+
+// classifyFunc interprets an answer of node i (cmd.Err() is nil or
+// redis.Nil) and returns vOK, vRefused, or vFailed with the reason.
+type classifyFunc func(i int, cmd *redis.Cmd) (verdict, error)
+
+// nodeCall is one node's part of a fan-out.
+type nodeCall struct {
+	asked bool
+	cmd   *redis.Cmd
+	fut   redis.AutoFuture // pipelined
+	eval  bool             // the EVAL fallback was sent
+	done  chan struct{}    // plain: closed when the goroutine has set cmd
+}
+
+// cancelledCtx turns AutoFuture.WaitContext into a non-blocking poll.
+var cancelledCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// fanOut sends op to every node (or to the nodes with sel[i], when sel is
+// not nil) at once and waits for the answers as mode says, each node for at
+// most timeout. It returns once every plain-call goroutine it started has
+// ended.
+func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMode, sel []bool, op *nodeOp, classify classifyFunc) fanResult {
+	n := len(r.nodes)
+	res := fanResult{verdicts: make([]verdict, n)}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	calls := make([]nodeCall, n)
+	for i, nd := range r.nodes {
+		if sel != nil && !sel[i] {
+			continue
+		}
+		c := &calls[i]
+		c.asked = true
+		c.eval = op.script != nil && nd.needsEval(op.id)
+		if nd.ap != nil {
+			c.cmd = op.cmd(ctx, c.eval)
+			c.fut = nd.ap.Submit(ctx, c.cmd)
+			continue
+		}
+		c.done = make(chan struct{})
+		go runPlain(dctx, nd.client, op, c) // owner: this fan-out, which waits for c.done below
+	}
+
+	// settle records node i's answer, waiting on w; it returns false when
+	// the answer is not there (w ended first).
+	settle := func(i int, w context.Context) bool {
+		c, nd := &calls[i], r.nodes[i]
+		var err error
+		if c.done != nil {
+			<-c.done
+			err = c.cmd.Err()
+			if err != nil && dctx.Err() != nil && ctx.Err() == nil && isTimeout(err) {
+				nd.setEval(allScripts)
+				res.fail(i, nd, fmt.Errorf("%w: no answer within %v (%v)", ErrNodeTimeout, timeout, err))
+				return true
+			}
+		} else {
+			for {
+				err = c.fut.WaitContext(w)
+				if w.Err() != nil && err == w.Err() {
+					if w == cancelledCtx {
+						return false // still in flight
+					}
+					if ctx.Err() != nil {
+						res.fail(i, nd, ctx.Err())
+					} else {
+						nd.slow.Store(true)
+						nd.setEval(allScripts)
+						res.fail(i, nd, fmt.Errorf("%w: no answer within %v", ErrNodeTimeout, timeout))
+					}
+					return true
+				}
+				if !c.eval && op.script != nil && isNoScript(err) {
+					// The node lost its scripts (restart, SCRIPT FLUSH).
+					nd.setEval(1 << op.id)
+					c.eval = true
+					c.cmd = op.cmd(ctx, true)
+					c.fut = nd.ap.Submit(ctx, c.cmd)
+					continue
+				}
+				break
+			}
+			nd.slow.Store(false)
+		}
+		var rerr redis.Error
+		switch {
+		case err == nil || errors.Is(err, redis.Nil):
+			if c.eval {
+				nd.clearEval(op.id)
+			}
+		case errors.As(err, &rerr):
+			res.fail(i, nd, err) // an error reply: the node is up
+			return true
+		default:
+			nd.setEval(allScripts)
+			res.fail(i, nd, err)
+			return true
+		}
+		v, cerr := classify(i, c.cmd)
+		switch v {
+		case vOK:
+			res.ok++
+		case vRefused:
+			res.refused++
+		default:
+			res.fail(i, nd, cerr)
+			return true
+		}
+		res.verdicts[i] = v
+		return true
+	}
+
+	isSlow := func(i int) bool { return r.nodes[i].ap != nil && r.nodes[i].slow.Load() }
+	pending := make([]bool, n)
+	for i := range calls {
+		if !calls[i].asked {
+			continue
+		}
+		if isSlow(i) {
+			pending[i] = true
+			continue
+		}
+		settle(i, dctx)
+	}
+	// Slow nodes that have answered meanwhile count, and are slow no more.
+	for i := range calls {
+		if pending[i] && settle(i, cancelledCtx) {
+			pending[i] = false
+		}
+	}
+	if mode != skipSlow && (mode != untilQuorum || res.ok < r.quorum) {
+		for i := range calls {
+			if pending[i] {
+				settle(i, dctx)
+			}
+		}
+	}
+	slices.SortFunc(res.errs, func(a, b *NodeError) int { return cmp.Compare(a.Node, b.Node) })
+	return res
+}
+
+func (res *fanResult) fail(i int, nd *rlNode, err error) {
+	if err == nil {
+		err = errors.New("distlock: no answer")
+	}
+	res.verdicts[i] = vFailed
+	res.errs = append(res.errs, &NodeError{Node: nd.idx, Addr: nd.addr, Err: err})
+}
+
+// runPlain runs op on one node with a plain call; ctx carries the node
+// deadline, which go-redis applies to the connection.
+func runPlain(ctx context.Context, client redis.UniversalClient, op *nodeOp, c *nodeCall) {
+	defer close(c.done)
+	cmd := op.cmd(ctx, c.eval)
+	err := client.Process(ctx, cmd)
+	if !c.eval && op.script != nil && isNoScript(err) {
+		c.eval = true
+		cmd = op.cmd(ctx, true)
+		_ = client.Process(ctx, cmd)
+	}
+	c.cmd = cmd
+}
+
+// isTimeout reports whether err is a deadline error of the connection or of
+// the context.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// newQuorumError builds the error of an operation that failed with res.
+func (r *Redlock) newQuorumError(op string, res fanResult, match error) *QuorumError {
+	return &QuorumError{
+		Op:      op,
+		Nodes:   len(r.nodes),
+		Quorum:  r.quorum,
+		OK:      res.ok,
+		Refused: res.refused,
+		Errors:  res.errs,
+		match:   match,
+	}
+}
+
+// holdOutcome turns the result of a refresh, release or TTL fan-out into
+// the operation's error: nil with a quorum; errGone (ErrNotHeld) when so
+// many nodes answered "not held" that no quorum can hold the lock; else a
+// QuorumError that does not match ErrNotHeld, as the lock may still be held.
+func (r *Redlock) holdOutcome(op string, res fanResult) error {
+	switch {
+	case res.ok >= r.quorum:
+		return nil
+	case res.refused > len(r.nodes)-r.quorum:
+		if len(res.errs) == 0 {
+			return errGone
+		}
+		return r.newQuorumError(op, res, errGone)
+	}
+	return r.newQuorumError(op, res, nil)
+}
+
+// obtainOutcome classifies a failed acquisition. Without node errors it is
+// plain contention (nil, retry). With node errors it returns a QuorumError
+// that matches ErrNotObtained, and may be retried, when contention decided
+// the outcome: the nodes held by others alone made the quorum impossible,
+// or they were needed together with failing nodes that could not have
+// prevented it on their own. Otherwise (only failures, or failures enough
+// on their own) the error is fatal.
+func (r *Redlock) obtainOutcome(res fanResult) (qe *QuorumError, fatal bool) {
+	if len(res.errs) == 0 {
+		return nil, false
+	}
+	spare := len(r.nodes) - r.quorum
+	if res.refused > spare || (res.refused > 0 && len(res.errs) <= spare) {
+		return r.newQuorumError("obtain", res, ErrNotObtained), false
+	}
+	return r.newQuorumError("obtain", res, nil), true
+}

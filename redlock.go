@@ -1,0 +1,445 @@
+package distlock
+
+import (
+	"cmp"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed scripts/raise_fence.lua
+var raiseFenceSrc string
+
+var raiseFenceScript = redis.NewScript(raiseFenceSrc)
+
+// A Redlock takes locks on N independent Redis nodes (typically 3 or 5
+// single primaries that are not replicas of each other), following the
+// Redlock algorithm of the Redis distributed-lock spec, so that a lock
+// survives the crash, restart or isolation of a minority of them. Create it
+// with NewRedlock; it is safe for concurrent use and holds no goroutine of
+// its own. Its Obtain and Do return the same *Lock as a Locker, with the
+// same options.
+//
+// An attempt sends the same random token to every node at once, each node
+// bounded by the node timeout (WithNodeTimeout: DefaultNodeTimeout, 50ms,
+// capped at TTL/10). It succeeds when at least N/2+1 nodes took the lock and
+// the validity is still positive: ValidUntil = start + TTL − (TTL×drift +
+// 2ms), with start the moment the attempt began on the monotonic clock, so
+// the time the attempt took is already subtracted. Otherwise the attempt
+// releases the key on every node, including the ones that did not answer,
+// and Obtain retries as the retry strategy says (Redlock randomises each of
+// its delays to between half and all of its value, so that competing
+// clients drift apart; WithBlocking without a strategy polls with a
+// jittered exponential backoff).
+//
+// Refresh, auto-refresh and TTL need a quorum of nodes that still hold the
+// lock, within the lock's validity; Done closes no later than ValidUntil
+// when no quorum confirms a refresh. Release goes to every node.
+//
+// Errors: an error matching ErrNotObtained means other holders decided the
+// outcome. When nodes failed (timeouts, connection errors, error replies)
+// the error carries a *QuorumError with one *NodeError per failing node
+// (errors.As); if the failing nodes alone made a quorum impossible it does
+// not match ErrNotObtained and Obtain returns at once instead of retrying.
+//
+// Fencing (WithFencing): each node of the quorum increments its own counter;
+// the lock's fence is the highest of those values, and it is written back
+// (raised, never lowered) on a quorum of nodes that still hold the lock
+// before Obtain returns. Any later quorum overlaps that one, so fences
+// strictly increase even when successive quorums differ. The limit: a node
+// that restarts without its data forgets its counter, and if enough such
+// nodes make up a later quorum, a fence can repeat or go back. Persist the
+// nodes (appendonly with fsync) when you rely on fences.
+//
+// Safety assumptions, from the spec: clocks of the nodes and of this process
+// advance at about the same rate (the drift factor bounds the difference;
+// wall-clock jumps do not matter, but a node whose clock runs fast expires
+// keys early); process pauses and network delays are shorter than the TTL;
+// and a node that lost its data (restart without fsync'ed persistence) stays
+// down for at least the longest TTL in use before it rejoins ("delayed
+// restart"), otherwise a lock held by a bare quorum can be taken twice.
+type Redlock struct {
+	nodes  []*rlNode
+	quorum int
+	opts   options
+	err    error // set by NewRedlock on bad input, returned by every call
+}
+
+// NewRedlock returns a Redlock over the given independent nodes, with opts
+// as the default options of every Obtain and Do. The quorum is
+// len(clients)/2+1. Bad input does not panic: with no clients, a nil client
+// in the list, or the same node twice (the same client value, or two
+// *redis.Client with the same Options().Addr), every call of the returned
+// Redlock fails with an error matching ErrInvalidArgument that names the
+// problem.
+//
+// Unless WithPipelining(false) is given, NewRedlock asks each client for its
+// deferred autopipeliner (AsyncAutoPipeline): commands from concurrent
+// callers share round trips and a fan-out needs no goroutine per node. It
+// lives as long as the client: Close the client to stop it. A client that
+// cannot autopipeline (a redis.Ring) gets plain calls, one goroutine per
+// node per operation. Clients should have read and write timeouts not much
+// longer than the node timeout: a paused node holds up the commands queued
+// behind it on that client until they expire.
+func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
+	r := &Redlock{opts: defaultOptions().with(opts)}
+	if r.err = checkNodes(clients); r.err != nil {
+		return r
+	}
+	r.quorum = len(clients)/2 + 1
+	r.nodes = make([]*rlNode, len(clients))
+	for i, c := range clients {
+		nd := &rlNode{idx: i, client: c, addr: nodeAddr(c)}
+		nd.eval.Store(allScripts)
+		if r.opts.pipelining {
+			if ap, err := c.AsyncAutoPipeline(); err == nil {
+				nd.ap = ap
+			}
+		}
+		r.nodes[i] = nd
+	}
+	return r
+}
+
+// checkNodes reports the first problem with the node list.
+func checkNodes(clients []redis.UniversalClient) error {
+	if len(clients) == 0 {
+		return invalidf("no Redis clients")
+	}
+	addrs := make(map[string]int, len(clients))
+	for i, c := range clients {
+		if isNil(c) {
+			return invalidf("nil Redis client at index %d", i)
+		}
+		for j := range i {
+			if sameClient(clients[j], c) {
+				return invalidf("clients %d and %d are the same client; Redlock needs independent nodes", j, i)
+			}
+		}
+		if a := nodeAddr(c); a != "" {
+			if j, ok := addrs[a]; ok {
+				return invalidf("clients %d and %d both connect to %s; Redlock needs independent nodes", j, i, a)
+			}
+			addrs[a] = i
+		}
+	}
+	return nil
+}
+
+// sameClient reports whether a and b are the same client value, without
+// panicking on values that cannot be compared.
+func sameClient(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if va.Type() != vb.Type() {
+		return false
+	}
+	if va.Kind() == reflect.Pointer {
+		return va.Pointer() == vb.Pointer()
+	}
+	return va.Comparable() && va.Equal(vb)
+}
+
+// nodeAddr is the address of a node's client when it tells one.
+func nodeAddr(c redis.UniversalClient) string {
+	switch c := c.(type) {
+	case interface{ Options() *redis.Options }:
+		// A Sentinel-backed client reports this placeholder, not an address.
+		if a := c.Options().Addr; a != "FailoverClient" {
+			return a
+		}
+	case interface{ Options() *redis.ClusterOptions }:
+		return strings.Join(c.Options().Addrs, ",")
+	}
+	return ""
+}
+
+// defaults returns the options given to NewRedlock.
+func (r *Redlock) defaults() options { return r.opts }
+
+// Obtain takes the lock named key on a quorum of the nodes. By default it
+// tries once; WithRetry and WithBlocking make it try again. It returns:
+//
+//   - an error matching ErrNotObtained when other holders kept it from a
+//     quorum (also when ctx ended first, then matching ctx.Err() too); if
+//     failing nodes contributed, the last attempt's *QuorumError is wrapped
+//     in it as well;
+//   - a *QuorumError (errors.As) that does not match ErrNotObtained when
+//     failing nodes alone made a quorum impossible, at once and without
+//     retrying; each *NodeError says what happened on its node, e.g.
+//     ErrNodeTimeout;
+//   - an error matching ErrInvalidArgument on bad input.
+//
+// The returned Lock is held until Release, until ValidUntil unless
+// refreshed (WithAutoRefresh does that), or until a refresh finds it gone
+// from too many nodes; Done and Err tell which.
+func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock, error) {
+	if r.err != nil {
+		return nil, fmt.Errorf("obtain %q: %w", key, r.err)
+	}
+	o, err := callOptions(r.opts, key, opts)
+	if err != nil {
+		return nil, fmt.Errorf("obtain %q: %w", key, err)
+	}
+	o.retry = jitteredRetry{o.retry}
+	token := o.token
+	if token == "" {
+		token = uuid.NewString()
+	}
+	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10)}
+	// As for a Locker: plain SET NX PX unless a fence, a re-attach or the
+	// holder's TTL (to bound a blocked caller's wait) needs the script.
+	plain := !o.fencing && o.token == "" && !o.blocking
+	var last *QuorumError
+	try := func(ctx context.Context) (*Lock, time.Duration, error) {
+		l, holderTTL, qe, fatal := b.attempt(ctx, key, lockKey(o.prefix, key), token, plain, o)
+		last = qe
+		if fatal {
+			return nil, 0, qe
+		}
+		return l, holderTTL, nil
+	}
+	l, err := obtain(ctx, key, o, try)
+	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
+		err = fmt.Errorf("%w (last attempt: %w)", err, last)
+	}
+	return l, err
+}
+
+// Do runs fn while holding the lock named key on a quorum of the nodes, and
+// releases it when fn returns, exactly as Locker.Do: the lock is
+// auto-refreshed, fn's ctx is cancelled as soon as the lock is lost
+// (context.Cause then matches ErrNotHeld), and Do returns fn's error, joined
+// with an error matching ErrNotHeld when the lock was lost while fn ran.
+// When the lock cannot be obtained fn does not run and Do returns Obtain's
+// error.
+func (r *Redlock) Do(ctx context.Context, key string, fn func(context.Context) error, opts ...Option) error {
+	l, err := r.Obtain(ctx, key, withAutoRefresh(opts)...)
+	if err != nil {
+		return err
+	}
+	return l.guard(ctx, fn)
+}
+
+// jitteredRetry randomises each delay of a strategy to between half and all
+// of its value: the Redlock spec retries after a random delay so that
+// clients that failed together do not collide again.
+type jitteredRetry struct{ s RetryStrategy }
+
+func (j jitteredRetry) NextBackoff(n int) (time.Duration, bool) {
+	d, ok := j.s.NextBackoff(n)
+	if ok && d > 1 {
+		half := d / 2
+		d = half + rand.N(d-half+1)
+	}
+	return d, ok
+}
+
+func (j jitteredRetry) String() string { return fmt.Sprintf("jittered(%v)", j.s) }
+
+// redlockBackend is the backend of one Lock obtained from a Redlock: it
+// remembers the node timeout that Obtain resolved.
+type redlockBackend struct {
+	r           *Redlock
+	nodeTimeout time.Duration
+}
+
+var _ backend = (*redlockBackend)(nil)
+
+// attempt makes one Redlock attempt. On failure it has released the key on
+// every node; qe describes failing nodes (nil when there were none) and
+// fatal says whether Obtain must stop. holderTTL is how long until enough
+// other holders' keys expire for a quorum to be possible, -1 when unknown.
+func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, plain bool, o options) (l *Lock, holderTTL time.Duration, qe *QuorumError, fatal bool) {
+	r := b.r
+	n := len(r.nodes)
+	start := time.Now()
+	ttlMs := o.ttl.Milliseconds()
+	var op nodeOp
+	if plain {
+		op.raw = []any{"set", rk, token, "px", ttlMs, "nx"}
+	} else {
+		fenceFlag := "0"
+		if o.fencing {
+			fenceFlag = "1"
+		}
+		op = nodeOp{script: acquireScript, src: acquireSrc, id: scriptAcquire, keys: []string{rk, fenceKey(rk)}, args: []any{token, ttlMs, fenceFlag}}
+	}
+	fences := make([]int64, n)
+	var holders []time.Duration // remaining TTLs of other holders' keys
+	res := r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
+		if plain {
+			if errors.Is(cmd.Err(), redis.Nil) {
+				return vRefused, nil
+			}
+			return vOK, nil
+		}
+		v, err := cmd.Int64Slice()
+		switch {
+		case err != nil:
+			return vFailed, err
+		case len(v) != 2:
+			return vFailed, fmt.Errorf("distlock: unexpected acquire reply %v", v)
+		case v[0] == 1:
+			fences[i] = v[1]
+			return vOK, nil
+		}
+		holders = append(holders, msTTL(v[1]))
+		return vRefused, nil
+	})
+
+	if res.ok >= r.quorum {
+		var fence int64
+		raised := true
+		if o.fencing {
+			var rres fanResult
+			fence, rres = b.raiseFence(ctx, rk, token, res.verdicts, fences)
+			if rres.ok < r.quorum {
+				// Count the attempt as what the raise left of it.
+				raised = false
+				res.ok = rres.ok
+				res.errs = append(res.errs, rres.errs...)
+				slices.SortFunc(res.errs, func(a, b *NodeError) int { return cmp.Compare(a.Node, b.Node) })
+			}
+		}
+		if raised {
+			if l = newLock(b, key, rk, token, fence, o, start); l != nil {
+				return l, 0, nil, false
+			}
+			// Obtained too late to be of use: the validity is already
+			// spent. Give the keys back and count it as not obtained.
+		}
+	}
+
+	b.abandon(ctx, rk, token)
+	qe, fatal = r.obtainOutcome(res)
+	return nil, r.holderTTL(res, holders), qe, fatal
+}
+
+// raiseFence writes the highest fence drawn by the nodes that took the lock
+// back to those nodes, where they still hold it. It returns the fence and
+// the raise's result; the fence may be handed out only with a quorum.
+func (b *redlockBackend) raiseFence(ctx context.Context, rk, token string, took []verdict, fences []int64) (int64, fanResult) {
+	sel := make([]bool, len(took))
+	var fence int64
+	for i, v := range took {
+		if v == vOK {
+			sel[i] = true
+			fence = max(fence, fences[i])
+		}
+	}
+	op := nodeOp{script: raiseFenceScript, src: raiseFenceSrc, id: scriptRaiseFence, keys: []string{rk, fenceKey(rk)}, args: []any{token, fence}}
+	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, sel, &op, func(_ int, cmd *redis.Cmd) (verdict, error) {
+		switch n, err := cmd.Int64(); {
+		case err != nil:
+			return vFailed, err
+		case n == 1:
+			return vOK, nil
+		}
+		return vFailed, errors.New("distlock: the lock was gone from the node before its fence was raised")
+	})
+	return fence, res
+}
+
+// holderTTL estimates how long until a quorum can be free: the time until
+// the keys of other holders expire on enough nodes. -1 when unknown.
+func (r *Redlock) holderTTL(res fanResult, holders []time.Duration) time.Duration {
+	need := res.refused - (len(r.nodes) - r.quorum) // refusals that must go away
+	if need <= 0 || need > len(holders) {
+		return -1
+	}
+	slices.Sort(holders)
+	if holders[0] < 0 { // a key without expiry: unknown
+		return -1
+	}
+	return holders[need-1]
+}
+
+// abandon releases the key of a failed attempt on every node, including the
+// ones that did not answer. It is best effort: it waits for the nodes that
+// answered the attempt, at most the node timeout, and does not wait for
+// nodes that timed out (their release is still sent).
+func (b *redlockBackend) abandon(ctx context.Context, rk, token string) {
+	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{rk}, args: []any{token}}
+	b.r.fanOut(context.WithoutCancel(ctx), b.nodeTimeout, skipSlow, nil, &op, ignoreAnswer)
+}
+
+func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }
+
+// countHeld classifies the 1/0 answers of the refresh and release scripts.
+func countHeld(_ int, cmd *redis.Cmd) (verdict, error) {
+	switch n, err := cmd.Int64(); {
+	case err != nil:
+		return vFailed, err
+	case n == 1:
+		return vOK, nil
+	}
+	return vRefused, nil
+}
+
+// refresh extends the lock on every node and needs a quorum within the
+// lock's validity: no node is waited for past ValidUntil.
+func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
+	timeout := min(b.nodeTimeout, ttl/10, time.Until(l.ValidUntil()))
+	if timeout <= 0 {
+		return errExpired
+	}
+	op := nodeOp{script: refreshScript, src: refreshSrc, id: scriptRefresh, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
+	res := b.r.fanOut(ctx, timeout, untilQuorum, nil, &op, countHeld)
+	return b.r.holdOutcome("refresh", res)
+}
+
+// release deletes the lock on every node. It succeeds when a quorum
+// released it, and matches ErrNotHeld when too many nodes no longer held it.
+func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
+	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{l.rkey}, args: []any{l.token}}
+	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
+	return b.r.holdOutcome("release", res)
+}
+
+// pttl returns what a quorum guarantees: the quorum-th largest remaining TTL
+// among the nodes that still hold the lock, so that at least a quorum of
+// nodes hold it at least that long. -1ms when that many nodes hold it
+// without expiry.
+func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, error) {
+	r := b.r
+	ttls := make([]int64, len(r.nodes))
+	op := nodeOp{script: pttlScript, src: pttlSrc, id: scriptPTTL, keys: []string{l.rkey}, args: []any{l.token}}
+	res := r.fanOut(ctx, b.nodeTimeout, waitAll, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
+		ms, err := cmd.Int64()
+		switch {
+		case err != nil:
+			return vFailed, err
+		case ms == pttlNotHeld || ms == -2:
+			return vRefused, nil
+		case ms < 0: // no expiry
+			ms = math.MaxInt64
+		}
+		ttls[i] = ms
+		return vOK, nil
+	})
+	if err := r.holdOutcome("ttl", res); err != nil {
+		return 0, err
+	}
+	held := make([]int64, 0, res.ok)
+	for i, v := range res.verdicts {
+		if v == vOK {
+			held = append(held, ttls[i])
+		}
+	}
+	slices.SortFunc(held, func(a, b int64) int { return cmp.Compare(b, a) })
+	ms := held[r.quorum-1]
+	if ms == math.MaxInt64 {
+		return -time.Millisecond, nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}

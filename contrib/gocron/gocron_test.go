@@ -1,0 +1,305 @@
+package distlockgocron_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/distlock/distlock"
+	distlockgocron "github.com/distlock/distlock/contrib/gocron"
+	"github.com/distlock/distlock/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := leakedGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines leaked by the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leakedGoroutines waits up to timeout for goroutines of distlock, go-redis
+// and gocron to end, and returns the stacks of those that remain.
+func leakedGoroutines(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		var leaked []string
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "leakedGoroutines") {
+				continue
+			}
+			for _, m := range []string{"github.com/distlock/distlock", "github.com/redis/go-redis", "github.com/go-co-op/gocron"} {
+				if strings.Contains(g, m) {
+					leaked = append(leaked, g)
+					break
+				}
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const waitTimeout = 20 * time.Second
+
+// event is one scheduler's attempt at one tick: whether the job ran.
+type event struct {
+	replica int
+	tick    time.Time
+	ran     bool
+}
+
+// lateLocker is a gocron.Locker in front of another that makes this
+// replica's timer fire late, as a replica whose clock is behind does, and
+// reports each attempt once it is over (Lock refused, or Unlock returned).
+type lateLocker struct {
+	next    gocron.Locker
+	late    time.Duration
+	replica int
+	events  chan<- event
+}
+
+func (l *lateLocker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
+	fired := time.Now()
+	// The simulated late timer: this replica's clock is behind.
+	select {
+	case <-time.After(l.late):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	tick := fired.Round(time.Second)
+	lock, err := l.next.Lock(ctx, key)
+	if err != nil {
+		l.events <- event{replica: l.replica, tick: tick}
+		return nil, err
+	}
+	return &reportingLock{next: lock, done: func() { l.events <- event{replica: l.replica, tick: tick, ran: true} }}, nil
+}
+
+type reportingLock struct {
+	next gocron.Lock
+	done func()
+}
+
+func (r *reportingLock) Unlock(ctx context.Context) error {
+	defer r.done()
+	return r.next.Unlock(ctx)
+}
+
+// runSchedulers runs three gocron schedulers against srv, each with the
+// Locker that mk makes for it wrapped to fire late by 0, 150 and 300ms, with
+// one job every second, until three ticks have been attempted by all three
+// schedulers. It returns the number of runs of each of those ticks.
+func runSchedulers(t *testing.T, srv *redistest.Server, mk func(lk *distlock.Locker) gocron.Locker) map[time.Time]int {
+	t.Helper()
+	events := make(chan event, 64)
+	var scheds []gocron.Scheduler
+	for i, late := range []time.Duration{0, 150 * time.Millisecond, 300 * time.Millisecond} {
+		lk := distlock.New(srv.Client(t))
+		s, err := gocron.NewScheduler(gocron.WithDistributedLocker(&lateLocker{next: mk(lk), late: late, replica: i, events: events}))
+		require.NoError(t, err)
+		_, err = s.NewJob(gocron.CronJob("* * * * * *", true), gocron.NewTask(func() {}), gocron.WithName("report"))
+		require.NoError(t, err)
+		scheds = append(scheds, s)
+	}
+	for _, s := range scheds {
+		s.Start()
+	}
+	attempts := map[time.Time]int{}
+	runs := map[time.Time]int{}
+	var complete []time.Time
+	deadline := time.After(waitTimeout)
+	for len(complete) < 3 {
+		select {
+		case ev := <-events:
+			attempts[ev.tick]++
+			if ev.ran {
+				runs[ev.tick]++
+			}
+			if attempts[ev.tick] == 3 {
+				complete = append(complete, ev.tick)
+			}
+		case <-deadline:
+			t.Fatalf("fewer than 3 complete ticks within %v: attempts %v", waitTimeout, attempts)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range scheds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, s.Shutdown())
+		}()
+	}
+	// Drain what the schedulers report while they shut down.
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	for {
+		select {
+		case <-events:
+		case <-stopped:
+			out := map[time.Time]int{}
+			for _, tick := range complete {
+				out[tick] = runs[tick]
+			}
+			return out
+		}
+	}
+}
+
+// TestLockerRunsEachTickOnce: three schedulers, one of them firing 150ms
+// late and one 300ms late, long after the quick job has ended: every tick
+// runs exactly once.
+func TestLockerRunsEachTickOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	runs := runSchedulers(t, srv, func(lk *distlock.Locker) gocron.Locker {
+		return distlockgocron.NewLocker(lk, time.Second)
+	})
+	require.Len(t, runs, 3)
+	for tick, n := range runs {
+		assert.Equal(t, 1, n, "tick %v", tick.Format("15:04:05"))
+	}
+}
+
+// naiveLocker holds a lock only while the job runs, as gocron's Locker
+// contract suggests: the double run the Locker above fixes.
+type naiveLocker struct{ lk *distlock.Locker }
+
+func (n naiveLocker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
+	l, err := n.lk.Obtain(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return naiveLock{l}, nil
+}
+
+type naiveLock struct{ l *distlock.Lock }
+
+func (n naiveLock) Unlock(ctx context.Context) error { return n.l.Release(ctx) }
+
+// TestNaiveLockerRunsTicksTwice is the control: the same schedulers with a
+// lock held only while the job runs run each tick more than once, so the
+// test above would see a regression to that pattern.
+func TestNaiveLockerRunsTicksTwice(t *testing.T) {
+	srv := redistest.Start(t)
+	runs := runSchedulers(t, srv, func(lk *distlock.Locker) gocron.Locker { return naiveLocker{lk} })
+	require.Len(t, runs, 3)
+	for tick, n := range runs {
+		assert.Greater(t, n, 1, "tick %v", tick.Format("15:04:05"))
+	}
+}
+
+// TestElectorOneLeaderRunsAll: three schedulers with the Elector; every
+// tick runs once, always on the same replica, until the leader closes;
+// then another replica takes over.
+func TestElectorOneLeaderRunsAll(t *testing.T) {
+	srv := redistest.Start(t)
+	type run struct {
+		replica int
+		tick    time.Time
+	}
+	runs := make(chan run, 64)
+	var scheds []gocron.Scheduler
+	var electors []*distlockgocron.Elector
+	for i := range 3 {
+		e := distlockgocron.NewElector(distlock.New(srv.Client(t)), "scheduler-leader", distlock.WithTTL(2*time.Second))
+		s, err := gocron.NewScheduler(gocron.WithDistributedElector(e))
+		require.NoError(t, err)
+		_, err = s.NewJob(gocron.CronJob("* * * * * *", true), gocron.NewTask(func() {
+			runs <- run{replica: i, tick: time.Now().Round(time.Second)}
+		}), gocron.WithName("report"))
+		require.NoError(t, err)
+		scheds, electors = append(scheds, s), append(electors, e)
+	}
+	for _, s := range scheds {
+		s.Start()
+	}
+	next := func() run {
+		select {
+		case r := <-runs:
+			return r
+		case <-time.After(waitTimeout):
+			t.Fatal("no run within the timeout")
+			return run{}
+		}
+	}
+	first := next()
+	leader := first.replica
+	seen := map[time.Time]bool{first.tick: true}
+	for range 3 {
+		r := next()
+		assert.Equal(t, leader, r.replica, "only the leader runs jobs")
+		assert.False(t, seen[r.tick], "tick %v ran twice", r.tick)
+		seen[r.tick] = true
+	}
+
+	// The leader shuts down and resigns: another replica leads.
+	require.NoError(t, scheds[leader].Shutdown())
+	require.NoError(t, electors[leader].Close(context.Background()))
+	deadline := time.After(waitTimeout)
+	for taken := false; !taken; {
+		select {
+		case r := <-runs:
+			taken = r.replica != leader
+		case <-deadline:
+			t.Fatal("no other replica took over")
+		}
+	}
+	for i, s := range scheds {
+		if i != leader {
+			require.NoError(t, s.Shutdown())
+		}
+		require.NoError(t, electors[i].Close(context.Background()))
+	}
+}
+
+func TestLockerErrors(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	l := distlockgocron.NewLocker(distlock.New(srv.Client(t)), 0)
+	_, err := l.Lock(ctx, "job")
+	assert.ErrorIs(t, err, distlock.ErrInvalidArgument)
+
+	l = distlockgocron.NewLocker(distlock.New(srv.Client(t)), time.Hour)
+	lock, err := l.Lock(ctx, "job")
+	require.NoError(t, err)
+	_, err = distlockgocron.NewLocker(distlock.New(srv.Client(t)), time.Hour).Lock(ctx, "job")
+	assert.ErrorIs(t, err, distlock.ErrNotObtained)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	require.NoError(t, lock.Unlock(cctx), "Unlock works with the cancelled ctx of a scheduler shutting down")
+	_, err = distlockgocron.NewLocker(distlock.New(srv.Client(t)), time.Hour).Lock(ctx, "job")
+	assert.ErrorIs(t, err, distlock.ErrNotObtained, "the tick stays taken after Unlock")
+
+	e1 := distlockgocron.NewElector(distlock.New(srv.Client(t)), "lead")
+	e2 := distlockgocron.NewElector(distlock.New(srv.Client(t)), "lead")
+	require.NoError(t, e1.IsLeader(ctx))
+	require.NoError(t, e1.IsLeader(ctx), "still leader")
+	assert.ErrorIs(t, e2.IsLeader(ctx), distlockgocron.ErrNotLeader)
+	srv.Exec(t, "FLUSHALL")
+	require.NoError(t, e2.IsLeader(ctx), "takes over a lost leadership")
+	assert.ErrorIs(t, e1.IsLeader(ctx), distlockgocron.ErrNotLeader, "the old leader learns it lost")
+	require.NoError(t, e1.Close(ctx))
+	require.NoError(t, e2.Close(ctx))
+	require.NoError(t, e1.IsLeader(ctx), "free after Close")
+	require.NoError(t, e1.Close(ctx))
+}

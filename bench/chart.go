@@ -158,10 +158,6 @@ func (b *bench) writeChart(path string) error {
 		for _, name := range subjects {
 			v := s.med(name, metric)
 			txt := formatValue("rate", v)
-			if why, ok := s.unavailable[name]; ok {
-				txt = "n/a"
-				name += " — " + why
-			}
 			g.bars = append(g.bars, bar{label: shorten(name), value: v, text: txt, col: subjectColor(name)})
 		}
 		tput = append(tput, g)

@@ -11,7 +11,6 @@ import (
 type row struct {
 	id, metric string
 	ours       float64
-	oursNote   string // shown instead of ours when it is NaN
 	peer       string // the peer's name; empty for rows without one
 	peerV      float64
 	unit       string // format kind: "rate", "ms", "us", "n", "s", "cmds"
@@ -60,9 +59,6 @@ func formatValue(unit string, v float64) string {
 
 func (r row) cells(quick bool) []string {
 	ours := formatValue(r.unit, r.ours)
-	if math.IsNaN(r.ours) && r.oursNote != "" {
-		ours = r.oursNote
-	}
 	peer, ratio := "—", "—"
 	if r.peer != "" {
 		peer = r.peer + ": " + formatValue(r.unit, r.peerV)
@@ -134,14 +130,13 @@ func (b *bench) rows() []row {
 			continue
 		}
 		id := fmt.Sprintf("R%d", n)
-		note := s.unavailable[subjOursRedlock]
 		rows = append(rows,
 			row{id: id, metric: fmt.Sprintf("cycles/s, %d nodes, %d goroutines", n, rlGoroutines),
-				ours: s.med(subjOursRedlock, "rate"), oursNote: note, peer: subjRedsync,
+				ours: s.med(subjOursRedlock, "rate"), peer: subjRedsync,
 				peerV: s.med(subjRedsync, "rate"), unit: "rate", ratio: true, target: "≥ 2.0× redsync", check: ratioAtLeast(2.0)},
-			row{id: id, metric: "obtain latency p50", ours: s.med(subjOursRedlock, "p50"), oursNote: note,
+			row{id: id, metric: "obtain latency p50", ours: s.med(subjOursRedlock, "p50"),
 				peer: subjRedsync, peerV: s.med(subjRedsync, "p50"), unit: "ms", ratio: true},
-			row{id: id, metric: "obtain latency p99", ours: s.med(subjOursRedlock, "p99"), oursNote: note,
+			row{id: id, metric: "obtain latency p99", ours: s.med(subjOursRedlock, "p99"),
 				peer: subjRedsync, peerV: s.med(subjRedsync, "p99"), unit: "ms", ratio: true},
 		)
 	}
@@ -246,13 +241,6 @@ func (b *bench) detailTable(id string, metrics []string, labels []string, units 
 				cell += fmt.Sprintf(" (%s – %s)", trimUnit(formatValue(units[i], lo)), trimUnit(formatValue(units[i], hi)))
 			}
 			line = append(line, cell)
-		}
-		lines = append(lines, line)
-	}
-	for subj, why := range s.unavailable {
-		line := []string{subj}
-		for range metrics {
-			line = append(line, why)
 		}
 		lines = append(lines, line)
 	}

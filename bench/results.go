@@ -8,13 +8,12 @@ import (
 // resultSet holds the samples of one row (U1/50, C1, …): per subject, per
 // metric, one value per repeat.
 type resultSet struct {
-	id          string
-	values      map[string]map[string][]float64
-	unavailable map[string]string // subject → why it has no values
+	id     string
+	values map[string]map[string][]float64
 }
 
 func newResultSet(id string) *resultSet {
-	return &resultSet{id: id, values: make(map[string]map[string][]float64), unavailable: make(map[string]string)}
+	return &resultSet{id: id, values: make(map[string]map[string][]float64)}
 }
 
 func (s *resultSet) add(subject, metric string, v float64) {

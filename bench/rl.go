@@ -30,18 +30,11 @@ func (b *bench) runRedlock(ctx context.Context, nodes []*server, n int) error {
 		defer ourClients[i].Close()
 		defer peerClients[i].Close()
 	}
-	ours, err := oursRedlockCycler(ourClients)
-	if err != nil {
-		return fmt.Errorf("%s: %w", id, err)
+	cyclers := map[string]cycler{
+		subjOursRedlock: oursRedlockCycler(ourClients),
+		subjRedsync:     redsyncCycler(redsync.New(redsyncPools(peerClients)...)),
 	}
-	cyclers := map[string]cycler{subjRedsync: redsyncCycler(redsync.New(redsyncPools(peerClients)...))}
-	order := []string{subjRedsync}
-	if ours != nil {
-		cyclers[subjOursRedlock] = ours
-		order = []string{subjOursRedlock, subjRedsync}
-	} else {
-		set.unavailable[subjOursRedlock] = redlockMissing
-	}
+	order := []string{subjOursRedlock, subjRedsync}
 	b.logf("%s: Redlock over %d nodes, %d goroutines, %d repeats of %v", id, n, rlGoroutines, b.reps, b.window)
 	for _, name := range order {
 		if r := runCycles(ctx, cyclers[name], "warm:"+name, rlGoroutines, b.warmup, false); r.errs > 0 {

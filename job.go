@@ -32,7 +32,10 @@ type obtainer interface {
 	defaults() options
 }
 
-var _ obtainer = (*Locker)(nil)
+var (
+	_ obtainer = (*Locker)(nil)
+	_ obtainer = (*Redlock)(nil)
+)
 
 func (lk *Locker) defaults() options { return lk.opts }
 
@@ -205,6 +208,19 @@ func (lk *Locker) ClaimTick(ctx context.Context, key string, period time.Duratio
 // Redis error, ctx done, bad input) fn does not run and the error says why.
 func (lk *Locker) OncePerTick(ctx context.Context, key string, period time.Duration, fn func(ctx context.Context, tick time.Time) error, opts ...Option) (ran bool, err error) {
 	return oncePerTick(ctx, lk, time.Now, key, period, fn, opts)
+}
+
+// ClaimTick claims the current tick of a job on a quorum of the nodes,
+// exactly as Locker.ClaimTick does on one Redis.
+func (r *Redlock) ClaimTick(ctx context.Context, key string, period time.Duration, opts ...Option) (*TickClaim, error) {
+	return claimTick(ctx, r, time.Now, key, period, opts)
+}
+
+// OncePerTick runs fn at most once per tick of a schedule across all
+// replicas, with the tick claimed on a quorum of the nodes, exactly as
+// Locker.OncePerTick does on one Redis.
+func (r *Redlock) OncePerTick(ctx context.Context, key string, period time.Duration, fn func(ctx context.Context, tick time.Time) error, opts ...Option) (ran bool, err error) {
+	return oncePerTick(ctx, r, time.Now, key, period, fn, opts)
 }
 
 // claimTick is ClaimTick with the clock as a parameter, for every obtainer.

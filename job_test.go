@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,6 +86,38 @@ func TestTickOfRoundsToNearestBoundary(t *testing.T) {
 	assert.Equal(t, "job@2030-01-01T00:00:00.25Z", tickKey("job", tickBase.Add(250*time.Millisecond)))
 }
 
+// backends runs f with two replicas' obtainers: Lockers on one
+// redis-server, and Redlocks over three.
+func backends(t *testing.T, f func(t *testing.T, a, b obtainer, probe func(rkey string) time.Duration)) {
+	t.Run("Locker", func(t *testing.T) {
+		srv := redistest.Start(t)
+		probe := srv.Client(t)
+		f(t, New(srv.Client(t)), New(srv.Client(t)), func(rk string) time.Duration {
+			d, err := probe.PTTL(context.Background(), rk).Result()
+			require.NoError(t, err)
+			return d
+		})
+	})
+	t.Run("Redlock", func(t *testing.T) {
+		srvs := redistest.StartN(t, 3)
+		rl := func() *Redlock {
+			clients := make([]redis.UniversalClient, len(srvs))
+			for i, s := range srvs {
+				clients[i] = s.Client(t)
+			}
+			return NewRedlock(clients, WithNodeTimeout(200*time.Millisecond))
+		}
+		probe := srvs[0].Client(t)
+		// One node down: a quorum of two remains.
+		srvs[2].Kill(t)
+		f(t, rl(), rl(), func(rk string) time.Duration {
+			d, err := probe.PTTL(context.Background(), rk).Result()
+			require.NoError(t, err)
+			return d
+		})
+	})
+}
+
 // TestOncePerTickSkewedReplicas is the double-run case of schedulers on
 // several replicas: the job is quick, the winner finishes before the other
 // replica's timer fires, and the other replica's clock reads a time on the
@@ -100,32 +133,31 @@ func TestOncePerTickSkewedReplicas(t *testing.T) {
 		{"ahead replica fires first", +skew, -skew},
 		{"behind replica fires first", -skew, +skew},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := redistest.Start(t)
-			ctx := context.Background()
-			a, b := New(srv.Client(t)), New(srv.Client(t))
-			probe := srv.Client(t)
-			var log runLog
-			for k := range 3 {
-				tick := tickBase.Add(time.Duration(k) * period)
-				ran, err := oncePerTick(ctx, a, clock(tick.Add(tt.first)), "report", period, log.fn("a"), nil)
-				require.NoError(t, err)
-				require.True(t, ran, "tick %d: the first replica must run", k)
-				// The first run is over; the second replica fires now.
-				ran, err = oncePerTick(ctx, b, clock(tick.Add(tt.second)), "report", period, log.fn("b"), nil)
-				require.NoError(t, err)
-				assert.False(t, ran, "tick %d: the second replica ran too", k)
-				assert.Equal(t, []string{"a"}, log.get(tick), "tick %d", k)
+	backends(t, func(t *testing.T, a, b obtainer, pttl func(string) time.Duration) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				ctx := context.Background()
+				var log runLog
+				key := "report-" + strings.ReplaceAll(tt.name, " ", "-")
+				for k := range 3 {
+					tick := tickBase.Add(time.Duration(k) * period)
+					ran, err := oncePerTick(ctx, a, clock(tick.Add(tt.first)), key, period, log.fn("a"), nil)
+					require.NoError(t, err)
+					require.True(t, ran, "tick %d: the first replica must run", k)
+					// The first run is over; the second replica fires now.
+					ran, err = oncePerTick(ctx, b, clock(tick.Add(tt.second)), key, period, log.fn("b"), nil)
+					require.NoError(t, err)
+					assert.False(t, ran, "tick %d: the second replica ran too", k)
+					assert.Equal(t, []string{"a"}, log.get(tick), "tick %d", k)
 
-				// The tick stays taken after fn, until the window ends.
-				pttl, err := probe.PTTL(ctx, "distlock:{"+tickKey("report", tick)+"}").Result()
-				require.NoError(t, err)
-				assert.Greater(t, pttl, time.Duration(0), "tick %d: key gone after fn", k)
-				assert.LessOrEqual(t, pttl, period-tt.first, "tick %d: kept past the window", k)
-			}
-		})
-	}
+					// The tick stays taken after fn, until the window ends.
+					left := pttl("distlock:{" + tickKey(key, tick) + "}")
+					assert.Greater(t, left, time.Duration(0), "tick %d: key gone after fn", k)
+					assert.LessOrEqual(t, left, period-tt.first, "tick %d: kept past the window", k)
+				}
+			})
+		}
+	})
 }
 
 // TestOncePerTickLockHeldOnlyWhileRunningDoubleRuns is the control of the

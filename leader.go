@@ -36,6 +36,12 @@ func (lk *Locker) Lead(ctx context.Context, key string, fn func(ctx context.Cont
 	return lead(ctx, lk, key, fn, opts)
 }
 
+// Lead campaigns for the leadership named key on a quorum of the nodes and
+// runs fn while leader, exactly as Locker.Lead does on one Redis.
+func (r *Redlock) Lead(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...Option) error {
+	return lead(ctx, r, key, fn, opts)
+}
+
 // Backoff of a candidate after a Redis error.
 var leadErrorBackoff = ExponentialBackoff(10*time.Millisecond, time.Second)
 

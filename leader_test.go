@@ -32,7 +32,12 @@ type candidate struct {
 	err    error // Lead's result, set before done closes
 }
 
-func campaign(t *testing.T, lk *distlock.Locker, who string, terms chan<- term, resign <-chan struct{}, opts ...distlock.Option) *candidate {
+// leader is a Locker or a Redlock.
+type leader interface {
+	Lead(ctx context.Context, key string, fn func(context.Context) error, opts ...distlock.Option) error
+}
+
+func campaign(t *testing.T, lk leader, who string, terms chan<- term, resign <-chan struct{}, opts ...distlock.Option) *candidate {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &candidate{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -136,6 +141,43 @@ func TestLeadLossByFlushAll(t *testing.T) {
 		assert.ErrorIs(t, context.Cause(first.ctx), distlock.ErrNotHeld)
 	case <-time.After(waitTimeout):
 		t.Fatal("leader's ctx not cancelled after FLUSHALL")
+	}
+	second := nextTerm(t, terms)
+	assert.NoError(t, second.ctx.Err(), "a live new term")
+}
+
+// TestLeadRedlockHandOver: leadership on a quorum of three nodes survives
+// the loss of one node's data, and is lost (and handed over) when two
+// nodes lose it.
+func TestLeadRedlockHandOver(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	rl := func() *distlock.Redlock {
+		clients := make([]redis.UniversalClient, len(srvs))
+		for i, s := range srvs {
+			clients[i] = s.Client(t)
+		}
+		return distlock.NewRedlock(clients, distlock.WithNodeTimeout(200*time.Millisecond))
+	}
+	ttl := distlock.WithTTL(900 * time.Millisecond)
+	terms := make(chan term, 4)
+	never := make(chan struct{})
+	campaign(t, rl(), "a", terms, never, ttl)
+	first := nextTerm(t, terms)
+	campaign(t, rl(), "b", terms, never, ttl)
+
+	srvs[0].Exec(t, "FLUSHALL")
+	// Two refresh periods later the term still stands on the other two.
+	select {
+	case <-first.ctx.Done():
+		t.Fatalf("term ended after one node lost the key: %v", context.Cause(first.ctx))
+	case <-time.After(2 * 300 * time.Millisecond):
+	}
+	srvs[1].Exec(t, "FLUSHALL")
+	select {
+	case <-first.ctx.Done():
+		assert.ErrorIs(t, context.Cause(first.ctx), distlock.ErrNotHeld)
+	case <-time.After(waitTimeout):
+		t.Fatal("term not ended after a majority lost the key")
 	}
 	second := nextTerm(t, terms)
 	assert.NoError(t, second.ctx.Err(), "a live new term")

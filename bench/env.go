@@ -15,55 +15,55 @@ import (
 
 // environment describes the machine and the software measured.
 type environment struct {
-	cpus         int
-	gomaxprocs   int
-	cpuModel     string
-	goVersion    string
-	osArch       string
-	redisVersion string
-	rbVersion    string
-	libs         []string // "module version" lines
-	ours         string   // commit of the library measured
-	loadBefore   string
-	loadAfter    string
+	CPUs                  int
+	GOMAXPROCS            int
+	CPUModel              string
+	GoVersion             string
+	OSArch                string
+	RedisVersion          string
+	RedisBenchmarkVersion string
+	Libraries             []string // "module version" lines
+	Distlock              string   // commit of the library measured
+	LoadBefore            string
+	LoadAfter             string
 }
 
 func probeEnvironment(ctx context.Context, admin *redis.Client) (environment, error) {
 	env := environment{
-		cpus:       runtime.NumCPU(),
-		gomaxprocs: runtime.GOMAXPROCS(0),
-		cpuModel:   cpuModel(),
-		goVersion:  runtime.Version(),
-		osArch:     runtime.GOOS + "/" + runtime.GOARCH,
-		loadBefore: loadAverage(),
+		CPUs:       runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		CPUModel:   cpuModel(),
+		GoVersion:  runtime.Version(),
+		OSArch:     runtime.GOOS + "/" + runtime.GOARCH,
+		LoadBefore: loadAverage(),
 	}
 	info, err := admin.Info(ctx, "server").Result()
 	if err != nil {
 		return env, fmt.Errorf("INFO server: %w", err)
 	}
-	env.redisVersion = infoField(info, "redis_version")
+	env.RedisVersion = infoField(info, "redis_version")
 	if out, err := exec.CommandContext(ctx, "redis-benchmark", "--version").Output(); err == nil {
-		env.rbVersion = strings.TrimSpace(string(out))
+		env.RedisBenchmarkVersion = strings.TrimSpace(string(out))
 	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
 			switch d.Path {
 			case "github.com/bsm/redislock", "github.com/go-redsync/redsync/v4", "github.com/redis/go-redis/v9":
-				env.libs = append(env.libs, d.Path+" "+d.Version)
+				env.Libraries = append(env.Libraries, d.Path+" "+d.Version)
 			case "github.com/distlock/distlock":
-				env.ours = d.Path + " (this repository, replace => ../)"
+				env.Distlock = d.Path + " (this repository, replace => ../)"
 			}
 		}
 	}
-	if env.ours == "" {
-		env.ours = "github.com/distlock/distlock (this repository)"
+	if env.Distlock == "" {
+		env.Distlock = "github.com/distlock/distlock (this repository)"
 	}
 	if out, err := exec.CommandContext(ctx, "git", "-C", "..", "log", "-1", "--format=%h %s").Output(); err == nil {
-		env.ours += ", commit " + strings.TrimSpace(string(out))
+		env.Distlock += ", commit " + strings.TrimSpace(string(out))
 		dirty, err := exec.CommandContext(ctx, "git", "-C", "..", "status", "--porcelain", "--untracked-files=no",
 			"--", ".", ":(exclude)bench").Output()
 		if err == nil && len(strings.TrimSpace(string(dirty))) > 0 {
-			env.ours += " (plus uncommitted changes in the working tree)"
+			env.Distlock += " (plus uncommitted changes in the working tree)"
 		}
 	}
 	return env, nil

@@ -45,6 +45,7 @@ type bench struct {
 	failures []string
 	log      io.Writer
 	started  time.Time
+	took     time.Duration
 	env      environment
 	outDir   string
 	s1Held   func(context.Context) error // test hook: runs once the S1 locks are held
@@ -82,6 +83,7 @@ func run(args []string) int {
 	quick := fs.Bool("quick", false, "short smoke run: fewer, shorter repeats; timings are printed but not judged")
 	out := fs.String("out", ".", "directory for RESULTS.md and results.png (written by a full run of all rows, or whenever -out is given)")
 	only := fs.String("only", "", "comma-separated rows to run (U1,A1,C1,R3,R5,S1); default all")
+	render := fs.Bool("render", false, "measure nothing: render RESULTS.md and results.png again from results.json in -out")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -107,28 +109,35 @@ func run(args []string) int {
 	}
 	want := func(id string) bool { return len(rows) == 0 || rows[id] }
 
+	outSet := false
+	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	if *render {
+		if err := b.load(filepath.Join(*out, dataFile)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		if err := b.writeReport(*out, false); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		return 0
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := b.measure(ctx, want); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	report := b.markdown()
+	b.took = time.Since(b.started)
 	fmt.Println(b.mainTable())
-	outSet := false
-	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
 	// A full run of every row writes the report; a partial or quick run
 	// only when -out is given, so that it never overwrites the real one.
 	if (!b.quick && len(rows) == 0) || outSet {
-		if err := b.writeChart(filepath.Join(*out, chartFile)); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: chart:", err)
-			return 1
-		}
-		if err := os.WriteFile(filepath.Join(*out, "RESULTS.md"), []byte(report), 0o644); err != nil {
+		if err := b.writeReport(*out, true); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
-		b.logf("wrote %s and %s", filepath.Join(*out, "RESULTS.md"), filepath.Join(*out, chartFile))
 	}
 	if len(b.failures) > 0 {
 		fmt.Fprintf(os.Stderr, "bench: %d functional failure(s):\n", len(b.failures))
@@ -137,7 +146,7 @@ func run(args []string) int {
 		}
 		return 1
 	}
-	b.logf("done in %v", time.Since(b.started).Round(time.Second))
+	b.logf("done in %v", b.took.Round(time.Second))
 	return 0
 }
 
@@ -160,7 +169,7 @@ func (b *bench) measure(ctx context.Context, want func(string) bool) error {
 	if b.env, err = probeEnvironment(ctx, b.admin); err != nil {
 		return err
 	}
-	b.logf("machine: %d CPUs (%s), %s, Redis %s; load average %s", b.env.cpus, b.env.cpuModel, b.env.goVersion, b.env.redisVersion, b.env.loadBefore)
+	b.logf("machine: %d CPUs (%s), %s, Redis %s; load average %s", b.env.CPUs, b.env.CPUModel, b.env.GoVersion, b.env.RedisVersion, b.env.LoadBefore)
 
 	steps := []struct {
 		id  string
@@ -189,6 +198,24 @@ func (b *bench) measure(ctx context.Context, want func(string) bool) error {
 			}
 		}
 	}
-	b.env.loadAfter = loadAverage()
+	b.env.LoadAfter = loadAverage()
+	return nil
+}
+
+// writeReport writes RESULTS.md and the chart into dir, and the raw samples
+// too when they are new.
+func (b *bench) writeReport(dir string, withData bool) error {
+	if withData {
+		if err := b.save(filepath.Join(dir, dataFile)); err != nil {
+			return err
+		}
+	}
+	if err := b.writeChart(filepath.Join(dir, chartFile)); err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(b.markdown()), 0o644); err != nil {
+		return err
+	}
+	b.logf("wrote %s", filepath.Join(dir, "RESULTS.md"))
 	return nil
 }

@@ -262,6 +262,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"run", "--no-such-flag", "k", "--", "true"},
 		{"run", "k", "--", "true"}, // no Redis given
 		{"run", "--redis", url, "--redis", url, "k", "--", "true"},
+		{"run", "--redis", url, "--node-timeout", "0s", "k", "--", "true"},
 		{"run", "--redis", "http://" + srv.Addr(), "k", "--", "true"},
 		{"status"},
 		{"status", "--redis", url, "a", "b"},
@@ -360,4 +361,48 @@ func TestRedact(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, redact(tt.give))
 	}
+}
+
+// TestRunRedlock: three --redis URLs make a Redlock: one run at a time,
+// fences rise, status shows each node, and the loss of one node does not
+// stop it.
+func TestRunRedlock(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	args := func(cmd string, more ...string) []string {
+		a := []string{cmd}
+		for _, s := range srvs {
+			a = append(a, "--redis", redisURL(s))
+		}
+		if cmd == "run" {
+			a = append(a, "--node-timeout", "200ms", "--fencing")
+		}
+		return append(a, more...)
+	}
+	h := start(t, "hold", nil, args("run", "job", "--", self(t))...)
+	h.stdout.waitFor(t, "ready")
+	code, _, stderr := runDistlock(t, "exit:0", nil, args("run", "job", "--", self(t))...)
+	assert.Equal(t, exitConflict, code, stderr)
+	oneLine(t, stderr)
+	code, stdout, stderr := runDistlock(t, "", nil, args("status", "job")...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "(held on 3 of 3 nodes; a majority is 2)")
+	assert.Equal(t, 3, strings.Count(stdout, "node:   redis://"))
+	require.NoError(t, h.stdin.Close())
+	assert.Equal(t, 0, h.wait(t), h.stderr)
+
+	srvs[1].Kill(t)
+	var last int64
+	for range 2 {
+		code, stdout, stderr = runDistlock(t, "env", nil, args("run", "job", "--", self(t))...)
+		require.Equal(t, 0, code, stderr)
+		m := regexp.MustCompile(`DISTLOCK_FENCE=(\d+)`).FindStringSubmatch(stdout)
+		require.NotNil(t, m, stdout)
+		fence, _ := strconv.ParseInt(m[1], 10, 64)
+		assert.Greater(t, fence, last)
+		last = fence
+	}
+	code, stdout, stderr = runDistlock(t, "", nil, args("status", "job")...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "state:  free")
+	assert.Contains(t, stdout, "error:")
 }

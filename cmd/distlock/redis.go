@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -135,12 +136,14 @@ type backend struct {
 	prefix string // the key prefix
 }
 
-func connect(urls []string, prefix string) (*backend, error) {
+// connect returns the backend for urls. nodeTimeout (0: the library's
+// default) matters to Redlock only.
+func connect(urls []string, prefix string, nodeTimeout time.Duration) (*backend, error) {
 	switch n := len(urls); {
 	case n == 2:
 		return nil, errors.New("2 Redis URLs given: use one (a single Redis) or three or more independent nodes (Redlock)")
 	case n >= 3:
-		return connectRedlock(urls, prefix)
+		return connectRedlock(urls, prefix, nodeTimeout)
 	}
 	nodes, err := dial(urls)
 	if err != nil {

@@ -41,6 +41,8 @@ Flags (before KEY):
   --grace DURATION        after a lost lock, time between SIGTERM and SIGKILL
                           (default 10s)
   --prefix STRING         namespace of the keys distlock writes (default "distlock:")
+  --node-timeout DURATION with Redlock: how long to wait for each node per attempt
+                          (default 50ms, at most TTL/10)
 
 COMMAND's environment also has DISTLOCK_KEY, the lock's name.
 
@@ -75,6 +77,7 @@ func runCmd(args []string) int {
 	conflictCode := fs.Int("conflict-exit-code", exitConflict, "")
 	grace := fs.Duration("grace", 10*time.Second, "")
 	prefix := fs.String("prefix", distlock.DefaultKeyPrefix, "")
+	nodeTimeout := fs.Duration("node-timeout", distlock.DefaultNodeTimeout, "")
 	if ok, code := parseFlags(fs, runUsage, args); !ok {
 		return code
 	}
@@ -90,6 +93,8 @@ func runCmd(args []string) int {
 		return usageErr("run", "--wait must not be negative, got %v", *wait)
 	case *grace < 0:
 		return usageErr("run", "--grace must not be negative, got %v", *grace)
+	case *nodeTimeout <= 0:
+		return usageErr("run", "--node-timeout must be positive, got %v", *nodeTimeout)
 	case *conflictCode < 0 || *conflictCode > 255:
 		return usageErr("run", "--conflict-exit-code must be in 0..255, got %d", *conflictCode)
 	}
@@ -104,7 +109,7 @@ func runCmd(args []string) int {
 	if err != nil {
 		return usageErr("run", "%v", err)
 	}
-	b, err := connect(list, *prefix)
+	b, err := connect(list, *prefix, *nodeTimeout)
 	if err != nil {
 		errorf("run: %v", err)
 		return exitUsage

@@ -56,7 +56,13 @@ type Locker struct {
 	opts   []distlock.Option
 }
 
-var _ gocron.Locker = (*Locker)(nil)
+var (
+	_ gocron.Locker = (*Locker)(nil)
+	_ TickClaimer   = (*distlock.Locker)(nil)
+	_ TickClaimer   = (*distlock.Redlock)(nil)
+	_ Obtainer      = (*distlock.Locker)(nil)
+	_ Obtainer      = (*distlock.Redlock)(nil)
+)
 
 // NewLocker returns a gocron.Locker for jobs that run every period (for
 // cron jobs with uneven gaps: the shortest gap between two runs, e.g.

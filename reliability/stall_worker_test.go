@@ -52,12 +52,13 @@ func stallWorker(cfg workerConfig) error {
 	if err != nil {
 		return err
 	}
+	// The clock reading is taken before the line goes out: the parent may
+	// stop this process the moment it reads the line.
+	last := time.Now()
 	enc := json.NewEncoder(os.Stdout)
 	if err := enc.Encode(stallHeld{Fence: l.Fence(), FirstWriteOK: ok}); err != nil {
 		return err
 	}
-
-	last := time.Now()
 	for {
 		time.Sleep(time.Millisecond)
 		now := time.Now()

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -448,12 +449,24 @@ func (w *worker) line(t testing.TB, timeout time.Duration) string {
 		}
 		return strings.TrimSpace(le.s)
 	case <-time.After(timeout):
-		_ = w.cmd.Process.Kill()
-		<-w.done
+		w.dump()
 		<-ch
 		t.Fatalf("no output from worker after %v\nstderr:\n%s", timeout, w.stderrText())
 	}
 	return ""
+}
+
+// dump ends a stuck worker with SIGQUIT, so that its goroutine stacks land
+// in its stderr, and SIGKILL if that does not end it.
+func (w *worker) dump() {
+	_ = w.cmd.Process.Signal(syscall.SIGCONT)
+	_ = w.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-w.done:
+	case <-time.After(5 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-w.done
+	}
 }
 
 func (w *worker) stderrText() string {
@@ -469,8 +482,7 @@ func (w *worker) wait(t testing.TB, timeout time.Duration) {
 	select {
 	case <-w.done:
 	case <-time.After(timeout):
-		_ = w.cmd.Process.Kill()
-		<-w.done
+		w.dump()
 		t.Fatalf("worker still running after %v\nstderr:\n%s", timeout, w.stderrText())
 	}
 	if w.err != nil {

@@ -282,7 +282,13 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 		} else {
 			for {
 				err = c.fut.WaitContext(w)
-				if w.Err() != nil && err == w.Err() {
+				if w != cancelledCtx && w.Err() != nil && err == w.Err() {
+					// When the answer and the deadline were both there by
+					// the time this goroutine ran, WaitContext picks one
+					// at random: look again, answer first.
+					err = c.fut.WaitContext(cancelledCtx)
+				}
+				if w.Err() != nil && (err == w.Err() || err == cancelledCtx.Err()) {
 					if w == cancelledCtx {
 						return false // still in flight
 					}

@@ -166,6 +166,17 @@ func nodeAddr(c redis.UniversalClient) string {
 // defaults returns the options given to NewRedlock.
 func (r *Redlock) defaults() options { return r.opts }
 
+var _ obtainer = (*Redlock)(nil)
+
+// check returns the error every call of r fails with, if any: bad input to
+// NewRedlock, or a Redlock not made by NewRedlock.
+func (r *Redlock) check() error {
+	if r == nil || (r.err == nil && len(r.nodes) == 0) {
+		return invalidf("Redlock not created by NewRedlock")
+	}
+	return r.err
+}
+
 // Obtain takes the lock named key on a quorum of the nodes. By default it
 // tries once; WithRetry and WithBlocking make it try again. It returns:
 //
@@ -183,8 +194,8 @@ func (r *Redlock) defaults() options { return r.opts }
 // refreshed (WithAutoRefresh does that), or until a refresh finds it gone
 // from too many nodes; Done and Err tell which.
 func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock, error) {
-	if r.err != nil {
-		return nil, fmt.Errorf("obtain %q: %w", key, r.err)
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o, err := callOptions(r.opts, key, opts)
 	if err != nil {

@@ -231,7 +231,7 @@ func TestRedlockMajorityPaused(t *testing.T) {
 func TestRedlockAutoRefreshLosesMajority(t *testing.T) {
 	srvs := redistest.StartN(t, 5)
 	rl := newRL(t, srvs)
-	l, err := rl.Obtain(context.Background(), "k", distlock.WithTTL(10*rlNodeTimeout), distlock.WithAutoRefresh())
+	l, err := rl.Obtain(context.Background(), "k", distlock.WithTTL(1500*time.Millisecond), distlock.WithAutoRefresh())
 	require.NoError(t, err)
 	pause(t, srvs[0], srvs[2], srvs[4])
 	defer resume(t, srvs[0], srvs[2], srvs[4])
@@ -261,9 +261,9 @@ func TestRedlockNodeRestartedEmpty(t *testing.T) {
 	srvs[0].Restart(t)
 	require.Empty(t, rlGet(t, srvs[0], rlKey("k")), "restarted node should be empty")
 
-	// For twice the TTL, b keeps trying and keeps failing: a's refreshes
-	// hold the lock on the other four nodes.
-	bctx, cancel := context.WithTimeout(ctx, 2*ttl)
+	// For one and a half TTLs, b keeps trying and keeps failing: a's
+	// refreshes hold the lock on the other four nodes.
+	bctx, cancel := context.WithTimeout(ctx, ttl+ttl/2)
 	defer cancel()
 	_, err = b.Obtain(bctx, "k", distlock.WithTTL(ttl), distlock.WithRetry(distlock.LinearBackoff(50*time.Millisecond)))
 	require.ErrorIs(t, err, distlock.ErrNotObtained)
@@ -563,6 +563,11 @@ func TestRedlockBadInput(t *testing.T) {
 			require.ErrorIs(t, err, distlock.ErrInvalidArgument)
 			assert.False(t, ran)
 		})
+	}
+
+	for name, rl := range map[string]*distlock.Redlock{"nil Redlock": nil, "zero Redlock": {}} {
+		_, err := rl.Obtain(ctx, "k")
+		assert.ErrorIs(t, err, distlock.ErrInvalidArgument, name)
 	}
 
 	srvs := redistest.StartN(t, 3)

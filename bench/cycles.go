@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"net"
+	"os"
+
 	"fmt"
+	"github.com/distlock/distlock"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,7 +19,8 @@ type cycleResult struct {
 	cycles   int64
 	elapsed  time.Duration
 	lat      []time.Duration // obtain latencies, sorted (when asked for)
-	errs     int64
+	errs     int64           // errors other than timeouts: the run fails
+	timeouts int64           // calls that timed out (node or client timeouts)
 	firstErr error
 }
 
@@ -29,15 +35,16 @@ func runCycles(ctx context.Context, c cycler, prefix string, g int, dur time.Dur
 		fns[i] = c(fmt.Sprintf("%s:%d", prefix, i))
 	}
 	var (
-		stop   atomic.Bool
-		total  atomic.Int64
-		errs   atomic.Int64
-		mu     sync.Mutex
-		first  error
-		lats   = make([][]time.Duration, g)
-		wg     sync.WaitGroup
-		ready  sync.WaitGroup
-		starts = make(chan struct{})
+		stop     atomic.Bool
+		total    atomic.Int64
+		errs     atomic.Int64
+		timeouts atomic.Int64
+		mu       sync.Mutex
+		first    error
+		lats     = make([][]time.Duration, g)
+		wg       sync.WaitGroup
+		ready    sync.WaitGroup
+		starts   = make(chan struct{})
 	)
 	ready.Add(g)
 	for i := 0; i < g; i++ {
@@ -51,8 +58,18 @@ func runCycles(ctx context.Context, c cycler, prefix string, g int, dur time.Dur
 			}
 			ready.Done()
 			<-starts
+			gen := 0
 			for !stop.Load() {
 				d, err := fns[i](ctx)
+				if err != nil && isTimeout(err) && ctx.Err() == nil {
+					// An overloaded machine, not a broken library: count
+					// it and go on with a fresh key, since a lock whose
+					// release timed out may still be held.
+					timeouts.Add(1)
+					gen++
+					fns[i] = c(fmt.Sprintf("%s:%d:%d", prefix, i, gen))
+					continue
+				}
 				if err != nil {
 					errs.Add(1)
 					mu.Lock()
@@ -82,7 +99,7 @@ func runCycles(ctx context.Context, c cycler, prefix string, g int, dur time.Dur
 	}
 	stop.Store(true)
 	wg.Wait()
-	r := cycleResult{cycles: total.Load(), elapsed: time.Since(start), errs: errs.Load(), firstErr: first}
+	r := cycleResult{cycles: total.Load(), elapsed: time.Since(start), errs: errs.Load(), timeouts: timeouts.Load(), firstErr: first}
 	if wantLat {
 		for _, l := range lats {
 			r.lat = append(r.lat, l...)
@@ -90,4 +107,12 @@ func runCycles(ctx context.Context, c cycler, prefix string, g int, dur time.Dur
 		slices.Sort(r.lat)
 	}
 	return r
+}
+
+// isTimeout reports whether err is a timeout of the client or of a Redlock
+// node, as an overloaded machine produces, rather than a wrong answer.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, distlock.ErrNodeTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }

@@ -56,9 +56,10 @@ func (b *bench) runRedlock(ctx context.Context, nodes []*server, n int) error {
 			}
 			p50, p99 := percentile(r.lat, 50), percentile(r.lat, 99)
 			set.add(name, "rate", r.rate())
+			set.add(name, "timeouts", float64(r.timeouts))
 			set.add(name, "p50", ms(p50))
 			set.add(name, "p99", ms(p99))
-			b.logf("  %s %-20s %9.0f cycles/s  obtain p50 %.3f ms p99 %.3f ms", id, name, r.rate(), ms(p50), ms(p99))
+			b.logf("  %s %-20s %9.0f cycles/s  obtain p50 %.3f ms p99 %.3f ms  timeouts %d", id, name, r.rate(), ms(p50), ms(p99), r.timeouts)
 		}
 	}
 	return nil

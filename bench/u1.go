@@ -93,6 +93,7 @@ func (b *bench) runU1(ctx context.Context, srv *server) error {
 					}
 					rate = r.rate()
 					perCycle = (cpu1 - cpu0) / float64(r.cycles)
+					set.add(name, "timeouts", float64(r.timeouts))
 				}
 				set.add(name, "rate", rate)
 				set.add(name, "cpu", perCycle*1e6) // µs of server CPU per cycle

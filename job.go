@@ -84,13 +84,14 @@ type TickClaim struct {
 func (c *TickClaim) Tick() time.Time { return c.tick }
 
 // Lock returns the lock behind the claim: its Done closes and its Err is set
-// when the claim is lost, and its Fence is the claim's fencing token with
-// WithFencing.
+// when the claim is lost. Release it only to give the tick back (another
+// replica may then run it); Finish is the normal end.
 func (c *TickClaim) Lock() *Lock { return c.lock }
 
 // WindowEnd returns the time, on this replica's clock, until which the tick
-// stays taken after Finish: the tick plus one period. A later call, on a
-// clock at most period/2 behind, counts for a later tick.
+// stays taken after Finish: the tick plus one period. Every replica whose
+// clock is less than period/2 behind this one's makes its call for the tick
+// before then (its own clock reaches tick+period/2 first).
 func (c *TickClaim) WindowEnd() time.Time { return c.end }
 
 // Finish ends the work done under the claim. It stops the refresher (and
@@ -171,15 +172,19 @@ func (c *TickClaim) refreshLoop(ctx context.Context) {
 //
 // Assumptions, which make two replicas count a call for the same tick and
 // the second find it taken:
-//   - each replica calls within period/2 of the tick's boundary by its own
-//     clock, as a scheduler that fires at the boundaries does (cron, gocron,
-//     a ticker started on a boundary); a call later than that counts for the
-//     next tick;
+//   - each replica calls within period/2 of a boundary by its own clock, as
+//     a scheduler that fires on the boundaries does (cron, gocron, a ticker
+//     started on a boundary); a call later than that counts for the next
+//     tick. Boundaries are the multiples of period from the zero time.Time:
+//     for periods that divide a day, UTC midnight and every period after it;
 //   - the replicas' clocks differ by less than period/2: the tick stays taken
 //     until the tick plus one period on the claimer's clock.
 //
-// For a schedule with uneven gaps (a cron line) give as period the shortest
-// gap between two runs, e.g. time.Minute.
+// So give as period a duration whose boundaries the schedule fires on, no
+// longer than the shortest gap between two runs: time.Minute for a cron line
+// with minute resolution. A daily job at 12:00 UTC with a 24h period fires
+// halfway between two boundaries and breaks the first assumption; use
+// time.Hour or time.Minute for it.
 //
 // Options are those of Obtain, except that retrying and blocking are turned
 // off (a taken tick stays taken) and WithFencing is ignored (every tick has

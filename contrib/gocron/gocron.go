@@ -14,9 +14,11 @@
 //	s, err := gocron.NewScheduler(gocron.WithDistributedLocker(distlockgocron.NewLocker(lk, time.Minute)))
 //
 // The tick of a run is the boundary of the period nearest to the time the
-// job fires, so jobs must fire on the boundaries of their period: cron jobs
-// do; start duration jobs on a boundary with gocron.WithStartAt. Clocks of
-// the replicas must differ by less than period/2. See distlock's ClaimTick.
+// job fires, so jobs must fire on the boundaries of the period: a cron line
+// fires on minute boundaries (period time.Minute; time.Second for a cron
+// line with seconds); start a duration job on a boundary with
+// gocron.WithStartAt. Clocks of the replicas must differ by less than
+// period/2. See distlock's ClaimTick.
 //
 // The Elector makes one replica the leader that runs every job.
 package distlockgocron

@@ -36,12 +36,14 @@ Flags (before KEY):
                           long a crashed distlock keeps the others out (default 30s)
   --wait DURATION         wait up to DURATION for a held lock (default 0: do not wait)
   --fencing               draw a fencing token: COMMAND gets DISTLOCK_FENCE, a number
-                          higher than any KEY handed out before, and DISTLOCK_TOKEN
+                          higher than any fence handed out before for KEY, and
+                          DISTLOCK_TOKEN
   --conflict-exit-code N  exit status when the lock is held elsewhere (default 75)
   --grace DURATION        after a lost lock, time between SIGTERM and SIGKILL
                           (default 10s)
   --prefix STRING         namespace of the keys distlock writes (default "distlock:")
-  --node-timeout DURATION with Redlock: how long to wait for each node per attempt
+  --node-timeout DURATION
+                          with Redlock: how long to wait for each node per attempt
                           (default 50ms, at most TTL/10)
 
 COMMAND's environment also has DISTLOCK_KEY, the lock's name.

@@ -420,6 +420,7 @@ func (l *Lock) Release(ctx context.Context) error {
 func (l *Lock) Done() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkExpiryLocked() // do not wait for the timer after a stall (e.g. SIGSTOP)
 	l.makeDoneLocked()
 	return l.done
 }

@@ -123,10 +123,10 @@ func runStallTrials(t *testing.T, trials int, mode string, addrs []string, store
 			errFirst++
 		}
 		if !rep.DoneClosedFirst {
-		t.Errorf("stale holder's Done was still open at the first look after resuming (Err: %q): a holder "+
-			"selecting on Done would still believe it holds the lock", rep.ErrFirst)
-	}
-	if rep.StaleWriteOK {
+			t.Errorf("stale holder's Done was still open at the first look after resuming (Err: %q): a holder "+
+				"selecting on Done would still believe it holds the lock", rep.ErrFirst)
+		}
+		if rep.StaleWriteOK {
 			staleOK++
 		}
 		maxDoneAfter = max(maxDoneAfter, rep.DoneAfter)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -62,6 +61,9 @@ func (b *bench) runC1(ctx context.Context, srv *server) error {
 	subjects := []c1Subject{
 		mk(subjOurs, func(c *redis.Client) contender {
 			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL)))
+		}),
+		mk(subjOursNoPipe, func(c *redis.Client) contender {
+			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL), distlock.WithPipelining(false)))
 		}),
 		mk(subjRedislock1, func(c *redis.Client) contender {
 			return redislockContender(redislock.New(c), time.Millisecond)
@@ -303,14 +305,4 @@ func (b *bench) contend(ctx context.Context, s c1Subject, key string, window tim
 		return r, ctx.Err()
 	}
 	return r, nil
-}
-
-// sleepHold holds the critical section for about c1Hold. It spins, yielding
-// to other goroutines, because time.Sleep below a millisecond oversleeps by
-// up to a millisecond on Linux, which would hide the hand-off it measures.
-func sleepHold() {
-	start := time.Now()
-	for time.Since(start) < c1Hold {
-		runtime.Gosched()
-	}
 }

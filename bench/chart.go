@@ -167,7 +167,7 @@ func (b *bench) writeChart(path string) error {
 	add("U1/50", "U1 uncontended obtain+release, 50 goroutines (cycles/s)", "rate", u1)
 	add("R3", "R3 Redlock, 3 nodes, 50 goroutines (cycles/s)", "rate", []string{subjOursRedlock, subjRedsync})
 	add("R5", "R5 Redlock, 5 nodes, 50 goroutines (cycles/s)", "rate", []string{subjOursRedlock, subjRedsync})
-	c1 := []string{subjOurs, subjRedislock1, subjRedislock10, subjRedsyncC1}
+	c1 := []string{subjOurs, subjOursNoPipe, subjRedislock1, subjRedislock10, subjRedsyncC1}
 	add("C1", fmt.Sprintf("C1 contention, %d×%d goroutines on one key (critical sections/s)", c1Lockers, c1Goroutines), "rate", c1)
 
 	var lat []barGroup

@@ -22,3 +22,13 @@ func processCPU() (time.Duration, error) {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
+
+// sleepHold holds the C1 critical section for about c1Hold without using
+// the CPU. It calls nanosleep directly: time.Sleep below a millisecond
+// oversleeps by up to a millisecond on Linux, and spinning would take a core
+// from redis-server on a small machine.
+func sleepHold() {
+	ts := syscall.NsecToTimespec(int64(c1Hold))
+	for syscall.Nanosleep(&ts, &ts) == syscall.EINTR {
+	}
+}

@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -16,4 +17,13 @@ func sysProcAttr() *syscall.SysProcAttr { return nil }
 // processCPU is only measured on Linux.
 func processCPU() (time.Duration, error) {
 	return 0, errors.New("process CPU time is only measured on Linux")
+}
+
+// sleepHold holds the C1 critical section for about c1Hold by spinning:
+// time.Sleep oversleeps short waits.
+func sleepHold() {
+	start := time.Now()
+	for time.Since(start) < c1Hold {
+		runtime.Gosched()
+	}
 }

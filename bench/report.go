@@ -98,18 +98,21 @@ func (b *bench) rows() []row {
 			peerV: s.med(subjRedislock, "rate"), unit: "rate", ratio: true}
 		vsLimit := row{id: "U1", metric: metric, ours: s.med(subjOurs, "rate"), peer: "limit",
 			peerV: s.med(subjLimit, "rate"), unit: "rate", ratio: true}
+		cpuRow := row{id: "U1", metric: fmt.Sprintf("Redis CPU per cycle, %d g.", g), ours: s.med(subjOurs, "cpu"),
+			peer: subjRedislock, peerV: s.med(subjRedislock, "cpu"), unit: "us", ratio: true}
 		if g == 1 {
 			vsRL.target, vsRL.check = "≥ 1.0× redislock", ratioAtLeast(1.0)
 		} else {
 			vsRL.target, vsRL.check = "≥ 1.5× redislock", ratioAtLeast(1.5)
 			vsLimit.target, vsLimit.check = "≥ 1.2× limit", ratioAtLeast(1.2)
+			// Fewer round trips must mean less server CPU: batching only
+			// happens under concurrency, so this is judged at 50.
+			cpuRow.target, cpuRow.check = "≤ redislock", ratioAtMost(1.0)
 		}
 		rows = append(rows, vsRL, vsLimit,
 			row{id: "U1", metric: metric + ", WithPipelining(false)", ours: s.med(subjOursNoPipe, "rate"),
 				peer: subjRedislock, peerV: s.med(subjRedislock, "rate"), unit: "rate", ratio: true},
-			row{id: "U1", metric: fmt.Sprintf("Redis CPU per cycle, %d g.", g), ours: s.med(subjOurs, "cpu"),
-				peer: subjRedislock, peerV: s.med(subjRedislock, "cpu"), unit: "us", ratio: true,
-				target: "≤ redislock", check: ratioAtMost(1.0)},
+			cpuRow,
 			row{id: "U1", metric: fmt.Sprintf("Redis CPU per cycle, %d g., WithPipelining(false)", g),
 				ours: s.med(subjOursNoPipe, "cpu"), peer: subjRedislock, peerV: s.med(subjRedislock, "cpu"), unit: "us", ratio: true},
 		)

@@ -363,12 +363,20 @@ func TestBlockingObtainCtxDeadline(t *testing.T) {
 		assert.ErrorIs(t, err, context.DeadlineExceeded, "%v", opts)
 		assert.Less(t, time.Since(start), 2*time.Second, "returned long after the deadline")
 	}
-	// A cancelled ctx is reported the same way.
+	// A cancelled ctx is reported the same way, and takes no lock, even
+	// a free one.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = a.Obtain(cctx, "k", distlock.WithBlocking())
-	assert.ErrorIs(t, err, distlock.ErrNotObtained)
-	assert.ErrorIs(t, err, context.Canceled)
+	for _, opts := range [][]distlock.Option{{distlock.WithBlocking()}, nil, {distlock.WithFencing()}} {
+		for _, key := range []string{"k", "free"} {
+			_, err = a.Obtain(cctx, key, opts...)
+			assert.ErrorIs(t, err, distlock.ErrNotObtained, "%q %v", key, opts)
+			assert.ErrorIs(t, err, context.Canceled, "%q %v", key, opts)
+		}
+	}
+	l, err := a.Obtain(ctx, "free")
+	require.NoError(t, err, "a cancelled Obtain left the key taken")
+	require.NoError(t, l.Release(ctx))
 }
 
 func TestDoRunsOnceAmongConcurrentCallers(t *testing.T) {

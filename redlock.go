@@ -69,10 +69,11 @@ var raiseFenceScript = redis.NewScript(raiseFenceSrc)
 // down for at least the longest TTL in use before it rejoins ("delayed
 // restart"), otherwise a lock held by a bare quorum can be taken twice.
 type Redlock struct {
-	nodes  []*rlNode
-	quorum int
-	opts   options
-	err    error // set by NewRedlock on bad input, returned by every call
+	nodes   []*rlNode
+	quorum  int
+	opts    options
+	waiters *waiters // blocked callers, woken on release
+	err     error    // set by NewRedlock on bad input, returned by every call
 }
 
 // NewRedlock returns a Redlock over the given independent nodes, with opts
@@ -97,6 +98,7 @@ func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
 		return r
 	}
 	r.quorum = len(clients)/2 + 1
+	r.waiters = newWaiters(clients)
 	r.nodes = make([]*rlNode, len(clients))
 	for i, c := range clients {
 		nd := &rlNode{idx: i, client: c, addr: nodeAddr(c)}
@@ -210,16 +212,17 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	// As for a Locker: plain SET NX PX unless a fence, a re-attach or the
 	// holder's TTL (to bound a blocked caller's wait) needs the script.
 	plain := !o.fencing && o.token == "" && !o.blocking
+	rk := lockKey(o.prefix, key)
 	var last *QuorumError
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
-		l, holderTTL, qe, fatal := b.attempt(ctx, key, lockKey(o.prefix, key), token, plain, o)
+		l, holderTTL, qe, fatal := b.attempt(ctx, key, rk, token, plain, o)
 		last = qe
 		if fatal {
 			return nil, 0, qe
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtain(ctx, key, o, try)
+	l, err := obtainWaiting(ctx, key, rk, o, r.waiters, try)
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}
@@ -331,7 +334,7 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 		}
 	}
 
-	b.abandon(ctx, rk, token)
+	b.abandon(ctx, rk, token, res.verdicts)
 	qe, fatal = r.obtainOutcome(res)
 	return nil, r.holderTTL(res, holders), qe, fatal
 }
@@ -375,13 +378,24 @@ func (r *Redlock) holderTTL(res fanResult, holders []time.Duration) time.Duratio
 	return holders[need-1]
 }
 
-// abandon releases the key of a failed attempt on every node, including the
-// ones that did not answer. It is best effort: it waits for the nodes that
-// answered the attempt, at most the node timeout, and does not wait for
-// nodes that timed out (their release is still sent).
-func (b *redlockBackend) abandon(ctx context.Context, rk, token string) {
+// abandon releases the key of a failed attempt on every node that may hold
+// it: all but those that refused the attempt (held by another, so nothing
+// of ours was written), including the ones that did not answer. It is best
+// effort: it waits for the nodes that answered the attempt, at most the
+// node timeout, and does not wait for nodes that timed out (their release
+// is still sent).
+func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []verdict) {
+	sel := make([]bool, len(took))
+	mine := false
+	for i, v := range took {
+		sel[i] = v != vRefused
+		mine = mine || sel[i]
+	}
+	if !mine {
+		return
+	}
 	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{rk}, args: []any{token}}
-	b.r.fanOut(context.WithoutCancel(ctx), b.nodeTimeout, skipSlow, nil, &op, ignoreAnswer)
+	b.r.fanOut(context.WithoutCancel(ctx), b.nodeTimeout, skipSlow, sel, &op, ignoreAnswer)
 }
 
 func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }

@@ -23,6 +23,9 @@ var defaultBlockingPoll = ExponentialBackoff(time.Millisecond, 50*time.Milliseco
 // obtain runs attempts until one succeeds, the retry strategy gives up (not
 // when blocking) or ctx ends.
 func obtain(ctx context.Context, key string, o options, try attemptFunc) (*Lock, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, notObtainedByCtx(key, err)
+	}
 	for n := 1; ; n++ {
 		l, holderTTL, err := try(ctx)
 		if err != nil || l != nil {
@@ -213,9 +216,10 @@ func (w *waiters) leave(rk string, rm *room, tk *ticket, obtained bool, ttl time
 }
 
 // subscribe watches rk's wake channel on every node and waits until the
-// subscriptions are confirmed (on a quorum of nodes for a Redlock), at
-// most until limit or ctx's end.
-func (w *waiters) subscribe(ctx context.Context, rk string, limit time.Duration) {
+// subscriptions are confirmed on a quorum of the nodes (all of them for a
+// Locker's one node), at most until limit or ctx's end. Confirmations wake
+// rm, which is how this wait learns of them.
+func (w *waiters) subscribe(ctx context.Context, rk string, rm *room, limit time.Duration) {
 	ready := make([]<-chan struct{}, len(w.notifiers))
 	for i, n := range w.notifiers {
 		ready[i] = n.watch(wakeChannel(rk))
@@ -223,17 +227,24 @@ func (w *waiters) subscribe(ctx context.Context, rk string, limit time.Duration)
 	need := len(ready)/2 + 1
 	t := time.NewTimer(limit)
 	defer t.Stop()
-	confirmed := 0
-	for _, r := range ready {
+	for {
+		wake := rm.next()
+		confirmed := 0
+		for _, r := range ready {
+			select {
+			case <-r:
+				confirmed++
+			default:
+			}
+		}
+		if confirmed >= need {
+			return
+		}
 		select {
-		case <-r:
-			confirmed++
+		case <-wake:
 		case <-t.C:
 			return
 		case <-ctx.Done():
-			return
-		}
-		if confirmed >= need {
 			return
 		}
 	}
@@ -244,6 +255,9 @@ func (w *waiters) subscribe(ctx context.Context, rk string, limit time.Duration)
 func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, try attemptFunc) (*Lock, error) {
 	if !o.blocking || w == nil || len(w.notifiers) == 0 {
 		return obtain(ctx, key, o, try)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, notObtainedByCtx(key, err)
 	}
 	holderTTL := time.Duration(-1)
 	if !w.busy(rk) {
@@ -266,7 +280,7 @@ func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, t
 		if holderTTL >= 0 {
 			limit = min(limit, holderTTL)
 		}
-		w.subscribe(ctx, rk, limit)
+		w.subscribe(ctx, rk, rm, limit)
 		t = turn{attempt: true, holderTTL: -1}
 	} else {
 		select {

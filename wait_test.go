@@ -251,3 +251,84 @@ func TestMutualExclusionUnderHeavyContention(t *testing.T) {
 		t.Logf("longest wait: %dms", maxWaitMs.Load())
 	})
 }
+
+func TestRedlockWaiterIsWokenByRelease(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+	holder, waiter := newRL(t, srvs), newRL(t, srvs)
+	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+
+	before := make([]int64, len(srvs))
+	for i, s := range srvs {
+		before[i] = scriptCalls(t, s)
+	}
+	got := make(chan obtained, 1)
+	go func() {
+		l, err := waiter.Obtain(ctx, "k", distlock.WithBlocking())
+		got <- obtained{l, err, time.Now()}
+	}()
+	time.Sleep(2 * time.Second) // the wait being measured
+	for i, s := range srvs {
+		during := scriptCalls(t, s) - before[i]
+		assert.LessOrEqual(t, during, int64(8), "lock scripts on node %d from one waiter blocked 2s", i)
+	}
+	released := time.Now()
+	require.NoError(t, l.Release(ctx))
+	o := waitObtained(t, got)
+	assert.Less(t, o.at.Sub(released), 100*time.Millisecond, "hand-off after release")
+	t.Logf("Redlock waiter obtained %v after the release call began", o.at.Sub(released))
+	require.NoError(t, o.l.Release(ctx))
+}
+
+func TestRedlockMutualExclusionUnderContention(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	counter := srvs[0].Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*waitTimeout)
+	defer cancel()
+	const lockers, workers, rounds = 3, 4, 10
+	var wg sync.WaitGroup
+	var inside, overlaps atomic.Int64
+	errs := make(chan error, lockers*workers)
+	for i := 0; i < lockers; i++ {
+		rl := newRL(t, srvs)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := 0; r < rounds; r++ {
+					l, err := rl.Obtain(ctx, "hot", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
+					if err != nil {
+						errs <- err
+						return
+					}
+					if inside.Add(1) != 1 {
+						overlaps.Add(1)
+					}
+					v, err := counter.Get(ctx, "count").Int()
+					if err != nil && !errors.Is(err, redis.Nil) {
+						errs <- err
+					}
+					if err := counter.Set(ctx, "count", v+1, 0).Err(); err != nil {
+						errs <- err
+					}
+					inside.Add(-1)
+					if err := l.Release(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.Zero(t, overlaps.Load(), "holders overlapped")
+	n, err := counter.Get(ctx, "count").Int()
+	require.NoError(t, err)
+	assert.Equal(t, lockers*workers*rounds, n, "lost updates")
+}

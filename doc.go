@@ -48,6 +48,23 @@
 //     Redis that never expires; a node that loses its data loses the counter
 //     too, so persist it if you rely on fencing.
 //
+// # Locker or Redlock
+//
+// Use a Locker when one Redis deployment (a single primary, Sentinel or
+// Cluster) is enough: it is the cheapest (one round trip per call), and a
+// lock is as safe as that deployment. Use a Redlock over 3 or 5 independent
+// primaries (not replicas of each other) when a lock must survive the crash
+// or isolation of a minority of them: each call goes to every node at once
+// and needs N/2+1 of them, so it costs about one round trip to the slowest
+// node it waits for, and works only while a majority is reachable. Redlock
+// nodes must not forget: run them with appendonly yes and appendfsync
+// always, or keep a node that restarted without its data out of service for
+// at least the longest TTL in use ("delayed restart"). Validity is measured
+// on this process's monotonic clock from the start of the attempt, minus
+// TTL×drift + 2ms, while nodes expire keys on their own clocks: the scheme
+// assumes clocks that run at about the same rate and pauses and network
+// delays well below the TTL. Neither replaces fencing.
+//
 // # Waiting
 //
 // WithBlocking waits without polling: the release script publishes on the

@@ -144,3 +144,76 @@ func ExampleWithAutoRefresh() {
 	// leading
 	// released, err: <nil>
 }
+
+// A scheduled job that fires on every replica runs once per tick: the
+// first replica to claim the tick runs it, and the tick stays taken after
+// the run, so a replica whose timer fires a little later does not run it
+// again.
+func ExampleLocker_OncePerTick() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	runs := 0
+	job := func(ctx context.Context, tick time.Time) error {
+		runs++
+		return nil
+	}
+	// Three replicas' timers fire for the same tick.
+	for replica := 0; replica < 3; replica++ {
+		locker := distlock.New(client)
+		ran, err := locker.OncePerTick(ctx, "cleanup", time.Minute, job)
+		if err != nil {
+			fmt.Println("error:", err)
+		}
+		fmt.Printf("replica %d ran: %v\n", replica, ran)
+	}
+	fmt.Println("runs:", runs)
+	// Output:
+	// replica 0 ran: true
+	// replica 1 ran: false
+	// replica 2 ran: false
+	// runs: 1
+}
+
+// Lead runs fn while this replica is the leader; fn's ctx is cancelled the
+// moment leadership is lost, and Lead campaigns again until its own ctx
+// ends. Returning from fn resigns.
+func ExampleLocker_Lead() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	locker := distlock.New(client)
+	err := locker.Lead(ctx, "scheduler", func(ctx context.Context) error {
+		fmt.Println("leading")
+		return nil // resign
+	}, distlock.WithTTL(5*time.Second))
+	fmt.Println("resigned, err:", err)
+	// Output:
+	// leading
+	// resigned, err: <nil>
+}
+
+// A Redlock takes the lock on a majority of independent Redis nodes, so the
+// loss of a minority of them does not break exclusion.
+func ExampleNewRedlock() {
+	var clients []redis.UniversalClient
+	for i := 0; i < 3; i++ {
+		client, stop := exampleClient()
+		defer stop()
+		clients = append(clients, client)
+	}
+	ctx := context.Background()
+
+	rl := distlock.NewRedlock(clients)
+	lock, err := rl.Obtain(ctx, "invoice:42", distlock.WithTTL(10*time.Second), distlock.WithFencing())
+	if err != nil {
+		fmt.Println("obtain:", err)
+		return
+	}
+	fmt.Println("held on a quorum, fence", lock.Fence())
+	_ = lock.Release(ctx)
+	// Output:
+	// held on a quorum, fence 1
+}

@@ -10,10 +10,10 @@ import (
 // Leadership: one active replica.
 
 // Lead makes this replica a candidate for the leadership named key and runs
-// fn while it is the leader. It waits until it obtains the lock key
-// (polling as a blocking Obtain does; WithRetry sets the polling interval),
-// then runs fn with a ctx that is cancelled the moment the leadership is
-// lost (context.Cause then matches ErrNotHeld). The lock is auto-refreshed
+// fn while it is the leader. It waits until it obtains the lock key (woken
+// on release as a blocking Obtain is; WithRetry sets the fallback re-check
+// interval), then runs fn with a ctx that is cancelled the moment the
+// leadership is lost (context.Cause then matches ErrNotHeld). The lock is auto-refreshed
 // every TTL/3 (WithTTL, default DefaultTTL), so a loss is noticed within
 // TTL/3 and a leader that dies is replaced after at most TTL.
 //

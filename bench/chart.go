@@ -170,36 +170,48 @@ func (b *bench) writeChart(path string) error {
 	c1 := []string{subjOurs, subjOursNoPipe, subjRedislock1, subjRedislock10, subjRedsyncC1}
 	add("C1", fmt.Sprintf("C1 contention, %d×%d goroutines on one key (critical sections/s)", c1Lockers, c1Goroutines), "rate", c1)
 
-	var lat []barGroup
-	if s := b.sets["C1"]; s != nil {
+	// C1 latencies: two light/dark pairs per library.
+	pairs := func(metrics [2]string, labels [2]string) []barGroup {
+		s := b.sets["C1"]
+		if s == nil {
+			return nil
+		}
+		var groups []barGroup
 		for _, name := range c1 {
 			g := barGroup{title: name}
-			for _, p := range []string{"p50", "p99"} {
-				v := s.med(name, p)
+			for i, m := range metrics {
+				v := s.med(name, m)
 				col := subjectColor(name)
-				if p == "p50" {
+				if i == 0 {
 					col = lighter(col)
 				}
-				g.bars = append(g.bars, bar{label: "hand-off " + p, value: v, text: formatValue("ms", v), col: col})
+				g.bars = append(g.bars, bar{label: labels[i], value: v, text: formatValue("ms", v), col: col})
 			}
-			lat = append(lat, g)
+			groups = append(groups, g)
 		}
+		return groups
 	}
+	lat := pairs([2]string{"p50", "p99"}, [2]string{"hand-off p50", "hand-off p99"})
+	waits := pairs([2]string{"wait99", "maxwait"}, [2]string{"Obtain wait p99", "longest wait"})
 
 	height := 60
 	for _, g := range tput {
 		height += 26 + (barHeight+barGap)*len(g.bars)
 	}
-	for _, g := range lat {
+	for _, g := range append(lat, waits...) {
 		height += 26 + (barHeight+barGap)*len(g.bars)
 	}
+	height += 120
 	c := &chart{img: image.NewRGBA(image.Rect(0, 0, chartWidth, height+60))}
 	c.rect(0, 0, chartWidth, height+60, colBackground)
 	c.y = 6
 	c.linearGroups("Throughput against peers (higher is better; each group scaled to its largest bar)", tput)
 	c.y += 10
-	c.logGroups("C1 hand-off latency, Release call to next holder's Obtain return (lower is better; log scale)",
+	c.logGroups("C1 hand-off to another goroutine, Release call to its Obtain return (lower is better; log scale)",
 		lat, 0.01, 1000, "ms")
+	c.y += 10
+	c.logGroups("C1 waiting as callers see it, Obtain call to return (lower is fairer; log scale)",
+		waits, 0.1, 10000, "ms")
 
 	f, err := os.Create(path)
 	if err != nil {

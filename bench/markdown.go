@@ -44,7 +44,7 @@ func (b *bench) markdown() string {
 		}
 		w("\n")
 	}
-	w("![Throughput and C1 hand-off latency against peers](%s)\n\n", chartFile)
+	w("![Throughput, C1 hand-off latency and C1 waiting against peers](%s)\n\n", chartFile)
 	if missed := b.missed(); len(missed) > 0 {
 		w("Targets missed in this run: %s. See the notes below for where the time goes.\n\n", strings.Join(missed, "; "))
 	}

@@ -141,6 +141,8 @@ func (b *bench) rows() []row {
 				peer: subjRedsync, peerV: s.med(subjRedsync, "p50"), unit: "ms", ratio: true},
 			row{id: id, metric: "obtain latency p99", ours: s.med(subjOursRedlock, "p99"),
 				peer: subjRedsync, peerV: s.med(subjRedsync, "p99"), unit: "ms", ratio: true},
+			row{id: id, metric: "calls failed by timeout, per run", ours: s.med(subjOursRedlock, "timeouts"),
+				peer: subjRedsync, peerV: s.med(subjRedsync, "timeouts"), unit: "n"},
 		)
 	}
 	if s := b.sets["C1"]; s != nil {

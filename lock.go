@@ -22,7 +22,7 @@ import (
 // WithFencing to make the guarded resource reject the stale holder, or
 // Redlock to survive the loss of a minority of independent nodes.
 type Locker struct {
-	run     runner // the client, or its autopipeliner
+	conns   *conns // the client, and its autopipeliner for concurrent calls
 	opts    options
 	waiters *waiters // blocked callers, woken on release
 	err     error    // set by New on bad input, returned by every call
@@ -40,21 +40,17 @@ type Locker struct {
 //
 // Unless WithPipelining(false) is given, New asks client for its
 // autopipeliner (client.AutoPipeline), so that lock commands from concurrent
-// goroutines share round trips. It lives as long as the client: Close the
-// client to stop it.
+// goroutines share round trips; a command sent while no other is in flight
+// goes through the plain client. The autopipeliner lives as long as the
+// client: Close the client to stop it.
 func New(client redis.UniversalClient, opts ...Option) *Locker {
 	lk := &Locker{opts: defaultOptions().with(opts)}
 	if isNil(client) {
 		lk.err = invalidf("nil Redis client")
 		return lk
 	}
-	lk.run = client
+	lk.conns = newConns(client, lk.opts.pipelining)
 	lk.waiters = newWaiters([]redis.UniversalClient{client})
-	if lk.opts.pipelining {
-		if ap, err := client.AutoPipeline(); err == nil {
-			lk.run = ap
-		}
-	}
 	return lk
 }
 
@@ -131,9 +127,11 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
 // the current holder when known, else -1.
 func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, err error) {
+	run := lk.conns.get()
+	defer lk.conns.done()
 	if plain {
 		cmd := redis.NewStatusCmd(ctx, "set", rk, token, "px", o.ttl.Milliseconds(), "nx")
-		switch err := lk.run.Process(ctx, cmd); {
+		switch err := run.Process(ctx, cmd); {
 		case err == nil:
 			return true, 0, 0, nil
 		case errors.Is(err, redis.Nil):
@@ -146,7 +144,7 @@ func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o o
 	if o.fencing {
 		fenceFlag = "1"
 	}
-	res, err := acquireScript.Run(ctx, lk.run, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag).Int64Slice()
+	res, err := acquireScript.Run(ctx, run, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag).Int64Slice()
 	if err != nil {
 		return false, 0, 0, err
 	}
@@ -182,7 +180,9 @@ func (lk *Locker) abandon(ctx context.Context, cause error, rk, token string) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 	defer cancel()
-	_ = releaseScript.Run(ctx, lk.run, []string{rk}, token).Err()
+	run := lk.conns.get()
+	defer lk.conns.done()
+	_ = releaseScript.Run(ctx, run, []string{rk}, token).Err()
 }
 
 // abandonTimeout bounds the clean-up of a failed attempt.
@@ -211,7 +211,9 @@ func withAutoRefresh(opts []Option) []Option {
 // The node backend: the Lock's Redis operations on one deployment.
 
 func (lk *Locker) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
-	n, err := refreshScript.Run(ctx, lk.run, []string{l.rkey}, l.token, ttl.Milliseconds()).Int64()
+	run := lk.conns.get()
+	defer lk.conns.done()
+	n, err := refreshScript.Run(ctx, run, []string{l.rkey}, l.token, ttl.Milliseconds()).Int64()
 	if err != nil {
 		return err
 	}
@@ -222,7 +224,9 @@ func (lk *Locker) refresh(ctx context.Context, l *Lock, ttl time.Duration) error
 }
 
 func (lk *Locker) release(ctx context.Context, l *Lock) error {
-	n, err := releaseScript.Run(ctx, lk.run, []string{l.rkey}, l.token).Int64()
+	run := lk.conns.get()
+	defer lk.conns.done()
+	n, err := releaseScript.Run(ctx, run, []string{l.rkey}, l.token).Int64()
 	if err != nil {
 		return err
 	}
@@ -233,7 +237,9 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 }
 
 func (lk *Locker) pttl(ctx context.Context, l *Lock) (time.Duration, error) {
-	ms, err := pttlScript.Run(ctx, lk.run, []string{l.rkey}, l.token).Int64()
+	run := lk.conns.get()
+	defer lk.conns.done()
+	ms, err := pttlScript.Run(ctx, run, []string{l.rkey}, l.token).Int64()
 	if err != nil {
 		return 0, err
 	}

@@ -20,7 +20,7 @@ const (
 	// DefaultNodeTimeout is the per-node timeout of a Redlock attempt when
 	// WithNodeTimeout is not given. It is further capped at TTL/10 so that
 	// a slow node cannot eat the lock's validity.
-	DefaultNodeTimeout = 50 * time.Millisecond
+	DefaultNodeTimeout = 100 * time.Millisecond
 )
 
 // An Option configures a Locker or Redlock (given to New or NewRedlock, where
@@ -206,7 +206,7 @@ func (n nodeTimeoutOption) String() string {
 }
 
 // WithNodeTimeout sets how long a Redlock waits for each node in one attempt.
-// Default DefaultNodeTimeout (50ms), capped at TTL/10. It must be positive.
+// Default DefaultNodeTimeout (100ms), capped at TTL/10. It must be positive.
 // Ignored by a single-node Locker, whose calls are bounded by ctx and the
 // client's own timeouts.
 func WithNodeTimeout(d time.Duration) Option { return nodeTimeoutOption(d) }

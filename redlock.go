@@ -31,7 +31,7 @@ var raiseFenceScript = redis.NewScript(raiseFenceSrc)
 // same options.
 //
 // An attempt sends the same random token to every node at once, each node
-// bounded by the node timeout (WithNodeTimeout: DefaultNodeTimeout, 50ms,
+// bounded by the node timeout (WithNodeTimeout: DefaultNodeTimeout, 100ms,
 // capped at TTL/10). It succeeds when at least N/2+1 nodes took the lock and
 // the validity is still positive: ValidUntil = start + TTL − (TTL×drift +
 // 2ms), with start the moment the attempt began on the monotonic clock, so

@@ -48,7 +48,9 @@ func (lk *Locker) Status(ctx context.Context, key string, opts ...Option) (LockS
 	}
 	o := lk.opts.with(opts)
 	rk := lockKey(o.prefix, key)
-	res, err := statusScript.Run(ctx, lk.run, []string{rk, fenceKey(rk)}).Int64Slice()
+	run := lk.conns.get()
+	defer lk.conns.done()
+	res, err := statusScript.Run(ctx, run, []string{rk, fenceKey(rk)}).Int64Slice()
 	if err != nil {
 		return st, fmt.Errorf("status %q: %w", key, err)
 	}

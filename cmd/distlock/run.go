@@ -44,7 +44,7 @@ Flags (before KEY):
   --prefix STRING         namespace of the keys distlock writes (default "distlock:")
   --node-timeout DURATION
                           with Redlock: how long to wait for each node per attempt
-                          (default 50ms, at most TTL/10)
+                          (default 100ms, at most TTL/10)
 
 COMMAND's environment also has DISTLOCK_KEY, the lock's name.
 

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -77,10 +77,8 @@ func FuzzKeys(f *testing.F) {
 	})
 }
 
-var (
-	fuzzSrvOnce sync.Once
-	fuzzClient  *redis.Client
-)
+// fuzzClient talks to the redis-server of the running fuzz target.
+var fuzzClient *redis.Client
 
 // fuzzServer is one redis-server for all runs of a fuzz target.
 func fuzzServer(f *testing.F) {
@@ -130,9 +128,22 @@ func FuzzObtain(f *testing.F) {
 		if flags&8 != 0 {
 			opts = append(opts, WithRetry(LimitRetry(LinearBackoff(time.Millisecond), retries%4)))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		l, err := New(fuzzClient).Obtain(ctx, key, opts...)
+		var l *Lock
+		var err error
+		returned := make(chan struct{})
+		go func() {
+			defer close(returned)
+			l, err = New(fuzzClient).Obtain(ctx, key, opts...)
+		}()
+		select {
+		case <-returned:
+		case <-time.After(5 * time.Second):
+			buf := make([]byte, 1<<20)
+			t.Fatalf("Obtain(%q, ttl %v, drift %v, token %q, prefix %q, flags %b) still running 5s after a 50ms ctx:\n%s",
+				key, time.Duration(ttl), drift, token, prefix, flags, buf[:runtime.Stack(buf, true)])
+		}
 		valid := validOptions(key, time.Duration(ttl), drift)
 		switch {
 		case !valid:
@@ -140,8 +151,19 @@ func FuzzObtain(f *testing.F) {
 				t.Fatalf("bad input (key %q ttl %v drift %v): %v, want ErrInvalidArgument", key, time.Duration(ttl), drift, err)
 			}
 		case err == nil:
-			if rerr := l.Release(context.Background()); rerr != nil && !errors.Is(rerr, ErrNotHeld) {
-				t.Fatalf("release: %v", rerr)
+			rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+			defer rcancel()
+			released := make(chan error, 1)
+			go func() { released <- l.Release(rctx) }()
+			select {
+			case rerr := <-released:
+				if rerr != nil && !errors.Is(rerr, ErrNotHeld) {
+					t.Fatalf("release: %v", rerr)
+				}
+			case <-time.After(5 * time.Second):
+				buf := make([]byte, 1<<20)
+				t.Fatalf("Release (ttl %v, drift %v, flags %b) still running 5s after a 1s ctx:\n%s",
+					time.Duration(ttl), drift, flags, buf[:runtime.Stack(buf, true)])
 			}
 		case errors.Is(err, ErrInvalidArgument):
 			t.Fatalf("good input (key %q ttl %v drift %v) refused: %v", key, time.Duration(ttl), drift, err)

@@ -38,6 +38,7 @@ func redisURLs(flagged urlList) ([]string, error) {
 // and passwordParam a password given as a query parameter.
 var (
 	userinfoPassword = regexp.MustCompile(`(://[^/@:\s]*:)[^@\s]*@`)
+	rawPassword      = regexp.MustCompile(`(?s)://[^/@:]*:(.*)@`)
 	passwordParam    = regexp.MustCompile(`(?i)((?:password|pass|pwd)=)[^&\s]*`)
 )
 
@@ -75,7 +76,9 @@ func remember(raw string) {
 		}
 		return
 	}
-	if m := regexp.MustCompile(`://[^/@:\s]*:([^@\s]*)@`).FindStringSubmatch(raw); m != nil && m[1] != "" {
+	// Up to the last '@': a password that makes the URL invalid (a space,
+	// a raw '@') is still a password.
+	if m := rawPassword.FindStringSubmatch(raw); m != nil && m[1] != "" {
 		secrets = append(secrets, m[1], url.QueryEscape(m[1]))
 	}
 }

@@ -121,7 +121,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, 0, nil
 	}
-	return obtainWaiting(ctx, key, rk, o, lk.waiters, try)
+	return obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{key: key, token: token, o: o})
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
@@ -224,6 +224,9 @@ func (lk *Locker) refresh(ctx context.Context, l *Lock, ttl time.Duration) error
 }
 
 func (lk *Locker) release(ctx context.Context, l *Lock) error {
+	if tk := lk.waiters.claim(l.rkey); tk != nil {
+		return lk.handOver(ctx, l, tk)
+	}
 	run := lk.conns.get()
 	defer lk.conns.done()
 	n, err := releaseScript.Run(ctx, run, []string{l.rkey}, l.token).Int64()

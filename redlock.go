@@ -222,7 +222,7 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtainWaiting(ctx, key, rk, o, r.waiters, try)
+	l, err := obtainWaiting(ctx, key, rk, o, r.waiters, try, nil)
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}

@@ -20,11 +20,14 @@ var (
 	refreshSrc string
 	//go:embed scripts/pttl.lua
 	pttlSrc string
+	//go:embed scripts/transfer.lua
+	transferSrc string
 
-	acquireScript = redis.NewScript(acquireSrc)
-	releaseScript = redis.NewScript(releaseSrc)
-	refreshScript = redis.NewScript(refreshSrc)
-	pttlScript    = redis.NewScript(pttlSrc)
+	acquireScript  = redis.NewScript(acquireSrc)
+	releaseScript  = redis.NewScript(releaseSrc)
+	refreshScript  = redis.NewScript(refreshSrc)
+	pttlScript     = redis.NewScript(pttlSrc)
+	transferScript = redis.NewScript(transferSrc)
 )
 
 // pttlNotHeld is what pttl.lua answers when the token does not hold the lock.

@@ -98,7 +98,9 @@ type waiters struct {
 
 // room is the queue of one owner's callers blocked on one lock key.
 type room struct {
-	queue []*ticket // guarded by waiters.mu; queue[0] is the head
+	queue     []*ticket // guarded by waiters.mu; queue[0] is the head
+	parked    *ticket   // guarded by waiters.mu: the head, while open to a hand-over
+	handovers int       // guarded by waiters.mu: consecutive hand-overs
 
 	wakeMu sync.Mutex
 	wakeCh chan struct{} // closed (and replaced) on every wake-up
@@ -106,7 +108,9 @@ type room struct {
 
 // ticket is one blocked caller's place in a room.
 type ticket struct {
-	turn chan turn // receives once when the caller becomes head
+	turn  chan turn  // receives once when the caller becomes head
+	heir  *heir      // nil when the owner does not hand locks over
+	grant chan *Lock // receives the outcome of a hand-over once claimed
 }
 
 // turn is what a caller needs to act as head.
@@ -169,10 +173,10 @@ func (w *waiters) busy(rk string) bool {
 
 // join queues a caller for rk; first reports that it made the room (and
 // so is head and must subscribe).
-func (w *waiters) join(rk string) (rm *room, tk *ticket, first bool) {
+func (w *waiters) join(rk string, h *heir) (rm *room, tk *ticket, first bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	tk = &ticket{turn: make(chan turn, 1)}
+	tk = &ticket{turn: make(chan turn, 1), heir: h, grant: make(chan *Lock, 1)}
 	rm = w.rooms[rk]
 	if rm == nil {
 		rm = &room{wakeCh: make(chan struct{})}
@@ -251,8 +255,10 @@ func (w *waiters) subscribe(ctx context.Context, rk string, rm *room, limit time
 }
 
 // obtainWaiting is obtain for WithBlocking callers of an owner with
-// waiters: wake-on-release instead of polling. rk is the lock's Redis key.
-func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, try attemptFunc) (*Lock, error) {
+// waiters: wake-on-release instead of polling. rk is the lock's Redis key;
+// h, when not nil, lets a releasing holder of the same owner hand the lock
+// over to this caller while it waits.
+func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, try attemptFunc, h *heir) (*Lock, error) {
 	if !o.blocking || w == nil || len(w.notifiers) == 0 {
 		return obtain(ctx, key, o, try)
 	}
@@ -268,7 +274,7 @@ func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, t
 		}
 		holderTTL = ttl
 	}
-	rm, tk, first := w.join(rk)
+	rm, tk, first := w.join(rk, h)
 	obtained := false
 	defer func() { w.leave(rk, rm, tk, obtained, o.ttl) }()
 
@@ -307,14 +313,31 @@ func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, t
 			delay = t.holderTTL
 		}
 		timer := time.NewTimer(delay)
+		if h != nil {
+			w.park(rm, tk)
+		}
+		claimed := false
+		var l *Lock
 		select {
 		case <-t.wake:
 		case <-timer.C:
 		case <-ctx.Done():
-			timer.Stop()
-			return nil, notObtainedByCtx(key, ctx.Err())
+		case l = <-tk.grant:
+			claimed = true
 		}
 		timer.Stop()
+		if h != nil && !claimed && !w.unpark(rm, tk) {
+			// A release of this owner is handing the lock over to us:
+			// its outcome decides, whatever else woke us.
+			l = <-tk.grant
+		}
+		if l != nil {
+			obtained = true
+			return l, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, notObtainedByCtx(key, err)
+		}
 		t.attempt = true
 	}
 }

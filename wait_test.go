@@ -332,3 +332,104 @@ func TestRedlockMutualExclusionUnderContention(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, lockers*workers*rounds, n, "lost updates")
 }
+
+func TestReleaseHandsOverToAWaiterOfTheSameLocker(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	client := srv.Client(t)
+	local, remote := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
+	// A first hand-over on another key loads the scripts into Redis, so
+	// that the count below has no NOSCRIPT fallback in it.
+	warm, err := local.Obtain(ctx, "warm", distlock.WithFencing())
+	require.NoError(t, err)
+	warmGot := obtainAsync(ctx, local, "warm", distlock.WithFencing())
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, warm.Release(ctx))
+	require.NoError(t, waitObtained(t, warmGot).l.Release(ctx))
+
+	held, err := local.Obtain(ctx, "k", distlock.WithTTL(time.Minute), distlock.WithFencing())
+	require.NoError(t, err)
+
+	localGot := obtainAsync(ctx, local, "k", distlock.WithFencing(), distlock.WithTTL(time.Minute))
+	remoteGot := obtainAsync(ctx, remote, "k", distlock.WithFencing(), distlock.WithTTL(time.Minute))
+	// Both are queued and subscribed.
+	require.Eventually(t, func() bool {
+		n, _ := client.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
+		return n["distlock:{k}:wake"] == 2
+	}, waitTimeout, 5*time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // let both heads park after their retry
+
+	before := scriptCalls(t, srv)
+	require.NoError(t, held.Release(ctx))
+	o := waitObtained(t, localGot)
+	// One script: the hand-over. The waiter sent nothing of its own.
+	assert.EqualValues(t, 1, scriptCalls(t, srv)-before, "scripts for a hand-over")
+	assert.Greater(t, o.l.Fence(), held.Fence())
+	got, err := client.Get(ctx, "distlock:{k}").Result()
+	require.NoError(t, err)
+	assert.Equal(t, o.l.Token(), got)
+	select {
+	case r := <-remoteGot:
+		t.Fatalf("the remote waiter obtained a lock that was handed over: %v", r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// With no waiter of its own left, the next release frees the lock and
+	// wakes the other process.
+	released := time.Now()
+	require.NoError(t, o.l.Release(ctx))
+	r := waitObtained(t, remoteGot)
+	assert.Less(t, r.at.Sub(released), time.Second)
+	assert.Greater(t, r.l.Fence(), o.l.Fence())
+	require.NoError(t, r.l.Release(ctx))
+}
+
+func TestHandOversDoNotStarveOtherProcesses(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+	busy, other := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
+	// Four goroutines of one Locker take the lock in turn, handing it over
+	// to each other.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sections atomic.Int64
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l, err := busy.Obtain(ctx, "k", distlock.WithBlocking())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sections.Add(1)
+				// Hold it a moment, so the next in line is parked by the
+				// release and the lock is handed over.
+				time.Sleep(time.Millisecond)
+				if err := l.Release(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	require.Eventually(t, func() bool { return sections.Load() > 50 }, waitTimeout, time.Millisecond)
+
+	// Another process's waiter gets its turn soon: every few hand-overs the
+	// lock is released for everyone.
+	start := sections.Load()
+	octx, ocancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ocancel()
+	l, err := other.Obtain(octx, "k", distlock.WithBlocking())
+	require.NoError(t, err, "starved while another Locker handed the lock around")
+	t.Logf("the other process waited %d critical sections", sections.Load()-start)
+	require.NoError(t, l.Release(ctx))
+}

@@ -1,0 +1,98 @@
+package distlock
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Hand-over inside a process. When a Locker's holder releases a lock for
+// which a caller of the same Locker is blocked (the head of the key's
+// room, parked waiting for a wake-up), the release hands the lock straight
+// to that caller in one script: the lock changes token without ever being
+// free, and the waiter's Obtain returns without a round trip of its own. To
+// keep other processes from starving, at most maxHandovers hand-overs
+// follow each other; the next release is a plain one that publishes, and
+// every blocked process competes for the lock again.
+
+// maxHandovers bounds consecutive hand-overs inside one Locker per key.
+const maxHandovers = 3
+
+// heir is what a releasing holder needs to take the lock for a waiter.
+type heir struct {
+	key   string // as the caller gave it
+	token string
+	o     options
+}
+
+// park marks tk, the head of rm, as waiting and open to a hand-over.
+func (w *waiters) park(rm *room, tk *ticket) {
+	w.mu.Lock()
+	rm.parked = tk
+	w.mu.Unlock()
+}
+
+// unpark withdraws tk's offer; false means a releasing holder has claimed
+// it, and its outcome will arrive on tk.grant.
+func (w *waiters) unpark(rm *room, tk *ticket) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if rm.parked == tk {
+		rm.parked = nil
+		return true
+	}
+	return false
+}
+
+// claim returns the parked waiter for rk that a release may hand the lock
+// to, or nil when there is none or the hand-over budget is spent (which
+// resets it: the release is then a plain one).
+func (w *waiters) claim(rk string) *ticket {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rm := w.rooms[rk]
+	if rm == nil || rm.parked == nil {
+		return nil
+	}
+	if rm.handovers >= maxHandovers {
+		rm.handovers = 0
+		return nil
+	}
+	tk := rm.parked
+	rm.parked = nil
+	rm.handovers++
+	return tk
+}
+
+// handOver releases l by handing it to the claimed waiter tk. It always
+// answers tk: with the new Lock, or with nil when the hand-over failed (the
+// waiter then tries by itself; if a timed-out hand-over did go through, the
+// waiter's own attempt re-attaches to it with its token). It returns what a
+// release returns: nil, an error matching ErrNotHeld, or a Redis error.
+func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
+	var nl *Lock
+	defer func() { tk.grant <- nl }()
+	h := tk.heir
+	fenceFlag := "0"
+	if h.o.fencing {
+		fenceFlag = "1"
+	}
+	start := time.Now()
+	run := lk.conns.get()
+	res, err := transferScript.Run(ctx, run, []string{l.rkey, fenceKey(l.rkey)}, l.token, h.token, h.o.ttl.Milliseconds(), fenceFlag).Int64Slice()
+	lk.conns.done()
+	switch {
+	case err != nil:
+		return err
+	case len(res) != 2:
+		return fmt.Errorf("distlock: unexpected hand-over reply %v", res)
+	case res[0] == 0:
+		return errGone
+	}
+	if nl = newLock(lk, h.key, l.rkey, h.token, res[1], h.o, start); nl == nil {
+		// The waiter's validity would already be spent: free the key
+		// (publishing, so that every waiter retries).
+		lk.abandon(ctx, nil, l.rkey, h.token)
+	}
+	return nil
+}

@@ -135,31 +135,7 @@ func (c *TickClaim) finish(ctx context.Context) error {
 // WindowEnd. Transient errors are retried until the lock's validity runs out.
 func (c *TickClaim) refreshLoop(ctx context.Context) {
 	defer close(c.refresher)
-	done := c.lock.Done()
-	interval := c.live / 3
-	retry := max(c.live/refreshRetryDivisor, minRefreshRetryDelay)
-	t := time.NewTimer(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-done:
-			return
-		case <-t.C:
-		}
-		rctx, cancel := context.WithDeadline(ctx, c.lock.ValidUntil())
-		err := c.lock.Refresh(rctx, max(c.end.Sub(c.now()), c.live))
-		cancel()
-		switch {
-		case err == nil:
-			t.Reset(interval)
-		case errors.Is(err, ErrNotHeld):
-			return // Refresh has ended the lock
-		default:
-			t.Reset(min(retry, max(time.Until(c.lock.ValidUntil()), 0)))
-		}
-	}
+	c.lock.keepAlive(ctx, c.live/3, func() time.Duration { return max(c.end.Sub(c.now()), c.live) })
 }
 
 // ClaimTick claims the current tick of a job that runs every period on

@@ -548,8 +548,15 @@ const (
 // or until the lock ends. Transient errors are retried until ValidUntil.
 func (l *Lock) refreshLoop(ctx context.Context) {
 	defer close(l.refresher)
+	l.keepAlive(ctx, l.ttl/3, func() time.Duration { return l.ttl })
+}
+
+// keepAlive refreshes the lock to ttl() every interval until ctx is done or
+// the lock ends. An answer that the lock is not held is final (Refresh ends
+// the lock); transient errors are retried soon, until the timer on
+// ValidUntil ends the lock if no retry succeeds in time.
+func (l *Lock) keepAlive(ctx context.Context, interval time.Duration, ttl func() time.Duration) {
 	done := l.Done()
-	interval := l.ttl / 3
 	retry := max(l.ttl/refreshRetryDivisor, minRefreshRetryDelay)
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -562,16 +569,14 @@ func (l *Lock) refreshLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithDeadline(ctx, l.ValidUntil())
-		err := l.Refresh(rctx, l.ttl)
+		err := l.Refresh(rctx, ttl())
 		cancel()
 		switch {
 		case err == nil:
 			t.Reset(interval)
 		case errors.Is(err, ErrNotHeld):
-			return // Refresh has ended the lock
+			return
 		default:
-			// Transient: try again soon; the timer on validUntil ends the
-			// lock if no retry succeeds in time.
 			t.Reset(min(retry, max(time.Until(l.ValidUntil()), 0)))
 		}
 	}

@@ -55,57 +55,79 @@ func assertOpen(t *testing.T, ch <-chan struct{}, what string) {
 
 func TestMutualExclusionBetweenLockers(t *testing.T) {
 	modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
-		ctx := context.Background()
-		counter := srv.Client(t)
-		const lockers, workers, rounds = 3, 4, 25
-		var wg sync.WaitGroup
-		var inside, overlaps atomic.Int32
-		errs := make(chan error, lockers*workers)
-		for i := 0; i < lockers; i++ {
+		var obtainers []obtainFunc
+		for i := 0; i < 3; i++ {
 			lk := distlock.New(srv.Client(t), opts...) // a separate client: a stand-in for another process
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for r := 0; r < rounds; r++ {
-						octx, cancel := context.WithTimeout(ctx, waitTimeout)
-						l, err := lk.Obtain(octx, "counter", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
-						cancel()
-						if err != nil {
-							errs <- err
-							return
-						}
-						if inside.Add(1) != 1 {
-							overlaps.Add(1)
-						}
-						// A non-atomic read-modify-write: lost updates show
-						// up as a final count below lockers×workers×rounds.
-						v, err := counter.Get(ctx, "count").Int()
-						if err != nil && !errors.Is(err, redis.Nil) {
-							errs <- err
-						}
-						if err := counter.Set(ctx, "count", v+1, 0).Err(); err != nil {
-							errs <- err
-						}
-						inside.Add(-1)
-						if err := l.Release(ctx); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
+			obtainers = append(obtainers, func(ctx context.Context) (*distlock.Lock, error) {
+				ctx, cancel := context.WithTimeout(ctx, waitTimeout)
+				defer cancel()
+				return lk.Obtain(ctx, "counter", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
+			})
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		assert.Zero(t, overlaps.Load(), "holders overlapped")
-		n, err := counter.Get(ctx, "count").Int()
-		require.NoError(t, err)
-		assert.Equal(t, lockers*workers*rounds, n, "lost updates")
+		hammer(t, srv.Client(t), obtainers, 4, 25)
 	})
+}
+
+// obtainFunc takes one lock, blocking.
+type obtainFunc func(ctx context.Context) (*distlock.Lock, error)
+
+// hammer runs workers goroutines for each obtainer, each doing rounds
+// critical sections: a non-atomic read-modify-write of a counter in Redis.
+// It fails the test on any error, on two holders inside at once, and on a
+// lost update, and returns the longest time a goroutine waited in Obtain.
+func hammer(t *testing.T, counter *redis.Client, obtainers []obtainFunc, workers, rounds int) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, counter.Del(ctx, "count").Err())
+	var wg sync.WaitGroup
+	var inside, overlaps, longest atomic.Int64
+	errs := make(chan error, len(obtainers)*workers)
+	for _, obtain := range obtainers {
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := 0; r < rounds; r++ {
+					start := time.Now()
+					l, err := obtain(ctx)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if waited := int64(time.Since(start)); waited > longest.Load() {
+						longest.Store(waited)
+					}
+					if inside.Add(1) != 1 {
+						overlaps.Add(1)
+					}
+					// A lost update shows as a final count below the
+					// number of critical sections.
+					v, err := counter.Get(ctx, "count").Int()
+					if err != nil && !errors.Is(err, redis.Nil) {
+						errs <- err
+					}
+					if err := counter.Set(ctx, "count", v+1, 0).Err(); err != nil {
+						errs <- err
+					}
+					inside.Add(-1)
+					if err := l.Release(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.Zero(t, overlaps.Load(), "holders overlapped")
+	n, err := counter.Get(ctx, "count").Int()
+	require.NoError(t, err)
+	assert.Equal(t, len(obtainers)*workers*rounds, n, "lost updates")
+	return time.Duration(longest.Load())
 }
 
 func TestObtainHeldReturnsNotObtained(t *testing.T) {

@@ -2,14 +2,12 @@ package distlock_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -197,58 +195,16 @@ func TestWaitersOfOneLockerAreCoalesced(t *testing.T) {
 
 func TestMutualExclusionUnderHeavyContention(t *testing.T) {
 	modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
-		defer cancel()
-		counter := srv.Client(t)
-		const lockers, workers, rounds = 4, 6, 20
-		var wg sync.WaitGroup
-		var inside, overlaps, maxWaitMs atomic.Int64
-		errs := make(chan error, lockers*workers)
-		for i := 0; i < lockers; i++ {
+		var obtainers []obtainFunc
+		for i := 0; i < 4; i++ {
 			lk := distlock.New(srv.Client(t), opts...)
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for r := 0; r < rounds; r++ {
-						start := time.Now()
-						l, err := lk.Obtain(ctx, "hot", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
-						if err != nil {
-							errs <- err
-							return
-						}
-						if waited := time.Since(start).Milliseconds(); waited > maxWaitMs.Load() {
-							maxWaitMs.Store(waited)
-						}
-						if inside.Add(1) != 1 {
-							overlaps.Add(1)
-						}
-						v, err := counter.Get(ctx, "count").Int()
-						if err != nil && !errors.Is(err, redis.Nil) {
-							errs <- err
-						}
-						if err := counter.Set(ctx, "count", v+1, 0).Err(); err != nil {
-							errs <- err
-						}
-						inside.Add(-1)
-						if err := l.Release(ctx); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
+			obtainers = append(obtainers, func(ctx context.Context) (*distlock.Lock, error) {
+				ctx, cancel := context.WithTimeout(ctx, 3*waitTimeout)
+				defer cancel()
+				return lk.Obtain(ctx, "hot", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
+			})
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		assert.Zero(t, overlaps.Load(), "holders overlapped")
-		n, err := counter.Get(ctx, "count").Int()
-		require.NoError(t, err)
-		assert.Equal(t, lockers*workers*rounds, n, "lost updates")
-		t.Logf("longest wait: %dms", maxWaitMs.Load())
+		t.Logf("longest wait: %v", hammer(t, srv.Client(t), obtainers, 6, 20))
 	})
 }
 
@@ -284,53 +240,16 @@ func TestRedlockWaiterIsWokenByRelease(t *testing.T) {
 
 func TestRedlockMutualExclusionUnderContention(t *testing.T) {
 	srvs := redistest.StartN(t, 3)
-	counter := srvs[0].Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*waitTimeout)
-	defer cancel()
-	const lockers, workers, rounds = 3, 4, 10
-	var wg sync.WaitGroup
-	var inside, overlaps atomic.Int64
-	errs := make(chan error, lockers*workers)
-	for i := 0; i < lockers; i++ {
+	var obtainers []obtainFunc
+	for i := 0; i < 3; i++ {
 		rl := newRL(t, srvs)
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for r := 0; r < rounds; r++ {
-					l, err := rl.Obtain(ctx, "hot", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
-					if err != nil {
-						errs <- err
-						return
-					}
-					if inside.Add(1) != 1 {
-						overlaps.Add(1)
-					}
-					v, err := counter.Get(ctx, "count").Int()
-					if err != nil && !errors.Is(err, redis.Nil) {
-						errs <- err
-					}
-					if err := counter.Set(ctx, "count", v+1, 0).Err(); err != nil {
-						errs <- err
-					}
-					inside.Add(-1)
-					if err := l.Release(ctx); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
+		obtainers = append(obtainers, func(ctx context.Context) (*distlock.Lock, error) {
+			ctx, cancel := context.WithTimeout(ctx, 6*waitTimeout)
+			defer cancel()
+			return rl.Obtain(ctx, "hot", distlock.WithBlocking(), distlock.WithTTL(5*time.Second))
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	assert.Zero(t, overlaps.Load(), "holders overlapped")
-	n, err := counter.Get(ctx, "count").Int()
-	require.NoError(t, err)
-	assert.Equal(t, lockers*workers*rounds, n, "lost updates")
+	hammer(t, srvs[0].Client(t), obtainers, 4, 10)
 }
 
 func TestReleaseHandsOverToAWaiterOfTheSameLocker(t *testing.T) {

@@ -20,34 +20,7 @@ import (
 // TestMain fails the run if any goroutine started by this package is still
 // alive after all tests and their cleanups.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitNoHarnessGoroutines(2 * time.Second); leaked != "" {
-			fmt.Fprintf(os.Stderr, "redistest: leaked goroutines:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// waitNoHarnessGoroutines returns the stacks of goroutines created by this
-// package that are still running after timeout, or "".
-func waitNoHarnessGoroutines(timeout time.Duration) string {
-	deadline := time.Now().Add(timeout)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "created by github.com/distlock/distlock/internal/redistest.") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 || time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	os.Exit(RunAndCheckLeaks(m))
 }
 
 func ctxT(t *testing.T) context.Context {

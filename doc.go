@@ -4,8 +4,9 @@
 // cache entry in one request while the others wait, keep one active leader.
 //
 // A Locker takes locks on one Redis deployment with SET key token NX PX ttl
-// and releases them with a compare-and-delete script; a Redlock takes a
-// quorum over N independent Redis nodes. Both return a *Lock:
+// (or one script doing the same when a fencing token or the holder's TTL is
+// wanted) and releases them with a compare-and-delete script; a Redlock
+// takes a quorum over N independent Redis nodes. Both return a *Lock:
 //
 //	lock, err := locker.Obtain(ctx, "report:daily", distlock.WithTTL(10*time.Second))
 //	if errors.Is(err, distlock.ErrNotObtained) {
@@ -75,7 +76,9 @@
 // strategy's delay as a fallback. Blocked callers of one Locker for one key
 // queue in arrival order and send one attempt per release between them, so
 // a busy process costs Redis one attempt per release, not one per
-// goroutine.
+// goroutine. A holder's release hands the lock straight to the first
+// blocked caller of the same Locker (one script, the lock never free), at
+// most 3 times in a row, so that other processes are not starved.
 //
 // # Keys
 //

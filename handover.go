@@ -20,7 +20,8 @@ const maxHandovers = 3
 
 // heir is what a releasing holder needs to take the lock for a waiter.
 type heir struct {
-	key   string // as the caller gave it
+	ctx   context.Context // the waiter's: once it is done, no hand-over
+	key   string          // as the caller gave it
 	token string
 	o     options
 }
@@ -45,16 +46,17 @@ func (w *waiters) unpark(rm *room, tk *ticket) bool {
 }
 
 // claim returns the parked waiter for rk that a release may hand the lock
-// to, or nil when there is none or the hand-over budget is spent (which
-// resets it: the release is then a plain one).
+// to, or nil when the release must be a plain one: there is no parked
+// waiter, its ctx is done, or maxHandovers hand-overs came in a row. A
+// plain release starts the count again.
 func (w *waiters) claim(rk string) *ticket {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rm := w.rooms[rk]
-	if rm == nil || rm.parked == nil {
+	if rm == nil {
 		return nil
 	}
-	if rm.handovers >= maxHandovers {
+	if rm.parked == nil || rm.parked.heir.ctx.Err() != nil || rm.handovers >= maxHandovers {
 		rm.handovers = 0
 		return nil
 	}
@@ -66,9 +68,11 @@ func (w *waiters) claim(rk string) *ticket {
 
 // handOver releases l by handing it to the claimed waiter tk. It always
 // answers tk: with the new Lock, or with nil when the hand-over failed (the
-// waiter then tries by itself; if a timed-out hand-over did go through, the
-// waiter's own attempt re-attaches to it with its token). It returns what a
-// release returns: nil, an error matching ErrNotHeld, or a Redis error.
+// waiter then tries by itself). When the outcome is unknown (a timeout or a
+// broken connection: the transfer may have run), the waiter's token is
+// released too, so that a lock nobody holds is not left behind; l's own
+// lock stays for the caller to release again. It returns what a release
+// returns: nil, an error matching ErrNotHeld, or a Redis error.
 func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	var nl *Lock
 	defer func() { tk.grant <- nl }()
@@ -83,6 +87,7 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	lk.conns.done()
 	switch {
 	case err != nil:
+		lk.abandon(ctx, err, l.rkey, h.token)
 		return err
 	case len(res) != 2:
 		return fmt.Errorf("distlock: unexpected hand-over reply %v", res)

@@ -37,7 +37,12 @@ var (
 	_ obtainer = (*Redlock)(nil)
 )
 
-func (lk *Locker) defaults() options { return lk.opts }
+func (lk *Locker) defaults() options {
+	if lk == nil {
+		return defaultOptions()
+	}
+	return lk.opts
+}
 
 // TickOf returns the tick a call made at now counts for: the multiple of
 // period nearest to now (counted from the zero time.Time, so for periods
@@ -135,7 +140,7 @@ func (c *TickClaim) finish(ctx context.Context) error {
 // WindowEnd. Transient errors are retried until the lock's validity runs out.
 func (c *TickClaim) refreshLoop(ctx context.Context) {
 	defer close(c.refresher)
-	c.lock.keepAlive(ctx, c.live/3, func() time.Duration { return max(c.end.Sub(c.now()), c.live) })
+	c.lock.keepAlive(ctx, c.live, func() time.Duration { return max(c.end.Sub(c.now()), c.live) })
 }
 
 // ClaimTick claims the current tick of a job that runs every period on
@@ -258,11 +263,13 @@ func oncePerTick(ctx context.Context, ob obtainer, now func() time.Time, key str
 	defer cancel(nil)
 	watch(c.lock, cancel)
 
-	fnErr := fn(fctx, c.tick)
-
-	fctx2, fcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
-	finErr := c.Finish(fctx2)
-	fcancel()
+	finish := func() error {
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
+		defer fcancel()
+		return c.Finish(fctx)
+	}
+	fnErr := callReleasing(func() error { return fn(fctx, c.tick) }, func() { _ = finish() })
+	finErr := finish()
 	if finErr != nil && errors.Is(finErr, ErrNotHeld) {
 		return true, errors.Join(fnErr, fmt.Errorf("tick %s of %q lost while fn ran: %w", c.tick.UTC().Format(time.RFC3339Nano), key, finErr))
 	}

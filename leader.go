@@ -77,13 +77,16 @@ func lead(ctx context.Context, ob obtainer, key string, fn func(context.Context)
 
 		fctx, cancel := context.WithCancelCause(ctx)
 		watch(l, cancel)
-		fnErr := fn(fctx)
+		release := func() error {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
+			defer rcancel()
+			return l.Release(rctx)
+		}
+		fnErr := callReleasing(func() error { return fn(fctx) }, func() { cancel(nil); _ = release() })
 		cancel(nil)
 
 		lost := l.Err()
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
-		relErr := l.Release(rctx)
-		rcancel()
+		relErr := release()
 		if lost == nil && errors.Is(relErr, ErrNotHeld) {
 			lost = relErr // lost before a refresh could tell
 		}

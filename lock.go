@@ -54,6 +54,15 @@ func New(client redis.UniversalClient, opts ...Option) *Locker {
 	return lk
 }
 
+// check returns the error every call of lk fails with, if any: bad input
+// to New, or a Locker not made by New.
+func (lk *Locker) check() error {
+	if lk == nil || (lk.err == nil && lk.conns == nil) {
+		return invalidf("Locker not created by New")
+	}
+	return lk.err
+}
+
 // isNil reports whether an interface holds nil or a nil pointer.
 func isNil(v any) bool {
 	if v == nil {
@@ -86,8 +95,8 @@ func callOptions(defaults options, key string, opts []Option) (options, error) {
 // (WithAutoRefresh does that), or until Redis says it is gone; Done and Err
 // tell which.
 func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock, error) {
-	if lk.err != nil {
-		return nil, fmt.Errorf("obtain %q: %w", key, lk.err)
+	if err := lk.check(); err != nil {
+		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o, err := callOptions(lk.opts, key, opts)
 	if err != nil {
@@ -106,7 +115,11 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		start := time.Now()
 		ok, fence, holderTTL, err := lk.acquire(ctx, plain, rk, token, o)
 		if err != nil {
-			lk.abandon(ctx, err, rk, token)
+			if o.token == "" {
+				// Only a fresh token is surely ours alone: a caller's
+				// token may be that of a live Lock being re-attached to.
+				lk.abandon(ctx, err, rk, token)
+			}
 			return nil, 0, err
 		}
 		if !ok {
@@ -121,7 +134,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, 0, nil
 	}
-	return obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{key: key, token: token, o: o})
+	return obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, token: token, o: o})
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
@@ -386,17 +399,28 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	l.mu.Lock()
 	if !l.ended {
 		l.validUntil = start.Add(ttl - o.driftFor(ttl))
+		if l.timer != nil {
+			// A shorter TTL moves the end earlier than the timer is set
+			// for; onTimer re-arms itself when the end moved later.
+			l.timer.Reset(time.Until(l.validUntil))
+		}
 	}
 	l.mu.Unlock()
 	return nil
 }
 
 // Release gives the lock back: it stops the auto-refresher (and waits for
-// it), deletes the lock in Redis if this holder still has it, and closes
-// Done. It returns an error matching ErrNotHeld when the lock was no longer
-// held (lost, or already released); it never deletes someone else's lock. On
-// a Redis error the lock is ended locally, stays in Redis until its TTL, and
-// Release may be called again.
+// it), deletes the lock in Redis if this holder still has it (or, when a
+// caller of the same Locker is blocked on the key, hands it straight to that
+// caller), and closes Done. It returns an error matching ErrNotHeld when the
+// lock was no longer held (lost, or already released); it never deletes
+// someone else's lock. On a Redis error the lock is ended locally, stays in
+// Redis until its TTL at most, and Release may be called again.
+//
+// ctx bounds the call only as far as the client lets it: go-redis applies
+// ctx deadlines to socket reads and writes only with
+// redis.Options.ContextTimeoutEnabled; otherwise its ReadTimeout and
+// WriteTimeout do.
 func (l *Lock) Release(ctx context.Context) error {
 	l.stopRefresher()
 	l.mu.Lock()
@@ -548,16 +572,18 @@ const (
 // or until the lock ends. Transient errors are retried until ValidUntil.
 func (l *Lock) refreshLoop(ctx context.Context) {
 	defer close(l.refresher)
-	l.keepAlive(ctx, l.ttl/3, func() time.Duration { return l.ttl })
+	l.keepAlive(ctx, l.ttl, func() time.Duration { return l.ttl })
 }
 
-// keepAlive refreshes the lock to ttl() every interval until ctx is done or
-// the lock ends. An answer that the lock is not held is final (Refresh ends
-// the lock); transient errors are retried soon, until the timer on
-// ValidUntil ends the lock if no retry succeeds in time.
-func (l *Lock) keepAlive(ctx context.Context, interval time.Duration, ttl func() time.Duration) {
+// keepAlive refreshes the lock to ttl() every live/3 until ctx is done or
+// the lock ends, so that a loss is noticed within live/3. An answer that the
+// lock is not held is final (Refresh ends the lock); transient errors are
+// retried every live/10, until the timer on ValidUntil ends the lock if no
+// retry succeeds in time.
+func (l *Lock) keepAlive(ctx context.Context, live time.Duration, ttl func() time.Duration) {
 	done := l.Done()
-	retry := max(l.ttl/refreshRetryDivisor, minRefreshRetryDelay)
+	interval := live / 3
+	retry := max(live/refreshRetryDivisor, minRefreshRetryDelay)
 	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
@@ -591,20 +617,17 @@ const guardReleaseTimeout = 5 * time.Second
 func (l *Lock) guard(ctx context.Context, fn func(context.Context) error) error {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	l.mu.Lock()
-	if l.err != nil {
-		cancel(l.err)
-	} else {
-		l.onLost = cancel
-	}
-	l.mu.Unlock()
+	watch(l, cancel)
 
-	fnErr := fn(fctx)
+	release := func() error {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
+		defer rcancel()
+		return l.Release(rctx)
+	}
+	fnErr := callReleasing(func() error { return fn(fctx) }, func() { _ = release() })
 
 	lost := l.Err()
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
-	relErr := l.Release(rctx)
-	rcancel()
+	relErr := release()
 	switch {
 	case lost != nil:
 		return errors.Join(fnErr, fmt.Errorf("lock %q lost while fn ran: %w", l.key, lost))
@@ -612,4 +635,19 @@ func (l *Lock) guard(ctx context.Context, fn func(context.Context) error) error 
 		return errors.Join(fnErr, relErr)
 	}
 	return fnErr
+}
+
+// callReleasing calls fn and returns its error; when fn panics, it runs
+// release (so the lock is not kept, and refreshed, until the process ends)
+// and lets the panic go on.
+func callReleasing(fn func() error, release func()) error {
+	panicked := true
+	defer func() {
+		if panicked {
+			release()
+		}
+	}()
+	err := fn()
+	panicked = false
+	return err
 }

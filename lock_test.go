@@ -712,3 +712,45 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 	assert.Equal(t, keySlot("{}x"), keySlot("{}x"))
 	assert.NotEqual(t, keySlot("{}a"), keySlot("{}b"))
 }
+
+func TestRefreshToAShorterTTLMovesDone(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	l, err := distlock.New(srv.Client(t)).Obtain(ctx, "k", distlock.WithTTL(3*time.Second))
+	require.NoError(t, err)
+	done := l.Done() // arms the timer for the 3s validity
+	require.NoError(t, l.Refresh(ctx, 200*time.Millisecond))
+	waitClosed(t, done, time.Second, "Done after a refresh to 200ms")
+	assert.False(t, time.Now().Before(l.ValidUntil()), "Done closed before ValidUntil")
+	assert.Less(t, time.Since(l.ValidUntil()), 100*time.Millisecond, "Done closed long after ValidUntil")
+	require.ErrorIs(t, l.Err(), distlock.ErrNotHeld)
+}
+
+func TestDoReleasesWhenFnPanics(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	lk := distlock.New(srv.Client(t))
+	func() {
+		defer func() {
+			assert.Equal(t, "boom", recover(), "the panic goes on to the caller")
+		}()
+		_ = lk.Do(ctx, "k", func(context.Context) error { panic("boom") })
+	}()
+	l, err := lk.Obtain(ctx, "k")
+	require.NoError(t, err, "the lock was kept after fn panicked")
+	require.NoError(t, l.Release(ctx))
+}
+
+func TestZeroAndNilLockerDoNotPanic(t *testing.T) {
+	ctx := context.Background()
+	for _, lk := range []*distlock.Locker{nil, {}} {
+		_, err := lk.Obtain(ctx, "k")
+		require.ErrorIs(t, err, distlock.ErrInvalidArgument)
+		require.ErrorIs(t, lk.Do(ctx, "k", func(context.Context) error { return nil }), distlock.ErrInvalidArgument)
+		_, err = lk.Status(ctx, "k")
+		require.ErrorIs(t, err, distlock.ErrInvalidArgument)
+		_, err = lk.OncePerTick(ctx, "k", time.Minute, func(context.Context, time.Time) error { return nil })
+		require.ErrorIs(t, err, distlock.ErrInvalidArgument)
+		require.ErrorIs(t, lk.Lead(ctx, "k", func(context.Context) error { return nil }), distlock.ErrInvalidArgument)
+	}
+}

@@ -138,7 +138,9 @@ func (b blockingOption) String() string   { return "WithBlocking()" }
 // holder's TTL runs out, or at the latest after the retry strategy's delay
 // (default: a jittered 200ms doubling to 2s). Blocked callers of one Locker
 // for one key queue in arrival order and send one attempt per wake-up
-// between them.
+// between them. When a holder of the same Locker releases the key, the
+// release hands the lock straight to the first of them, at most 3 times in
+// a row; then a plain release lets every process compete again.
 func WithBlocking() Option { return blockingOption(true) }
 
 type autoRefreshOption bool

@@ -166,7 +166,12 @@ func nodeAddr(c redis.UniversalClient) string {
 }
 
 // defaults returns the options given to NewRedlock.
-func (r *Redlock) defaults() options { return r.opts }
+func (r *Redlock) defaults() options {
+	if r == nil {
+		return defaultOptions()
+	}
+	return r.opts
+}
 
 var _ obtainer = (*Redlock)(nil)
 

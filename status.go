@@ -40,8 +40,8 @@ type LockStatus struct {
 // stale by the time it arrives.
 func (lk *Locker) Status(ctx context.Context, key string, opts ...Option) (LockStatus, error) {
 	st := LockStatus{Key: key}
-	if lk.err != nil {
-		return st, fmt.Errorf("status %q: %w", key, lk.err)
+	if err := lk.check(); err != nil {
+		return st, fmt.Errorf("status %q: %w", key, err)
 	}
 	if key == "" {
 		return st, fmt.Errorf("status: %w", invalidf("empty key"))

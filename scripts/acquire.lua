@@ -4,13 +4,15 @@
 -- ARGV[1] token, ARGV[2] TTL in ms, ARGV[3] "1" to draw a fence
 -- Returns {1, fence} when obtained (fence 0 without fencing),
 -- {0, pttl} when the key is held by another token.
+-- The fence is drawn before the lock is set: scripts are not rolled back,
+-- so a failing INCR (a counter that is not an integer) must leave no lock.
 local cur = redis.call('GET', KEYS[1])
 if cur == false or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   local fence = 0
   if ARGV[3] == '1' then
     fence = redis.call('INCR', KEYS[2])
   end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return {1, fence}
 end
 return {0, redis.call('PTTL', KEYS[1])}

@@ -78,7 +78,7 @@
 // a busy process costs Redis one attempt per release, not one per
 // goroutine. A holder's release hands the lock straight to the first
 // blocked caller of the same Locker (one script, the lock never free), at
-// most 3 times in a row, so that other processes are not starved.
+// most 7 times in a row, so that other processes are not starved.
 //
 // # Keys
 //

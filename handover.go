@@ -17,9 +17,10 @@ import (
 
 // maxHandovers bounds consecutive hand-overs inside one Locker per key: a
 // waiter of another process sees a release at least every maxHandovers+1
-// critical sections. 7 measured about 1.3× the critical sections/s of 3 in
-// the benchmark's C1 row (4 lockers × 4 goroutines), where a plain release
-// costs a wake-up and an attempt from every process.
+// critical sections. A plain release costs a wake-up and an attempt from
+// every waiting process, a hand-over one script: in the benchmark's C1 row
+// (4 lockers × 4 goroutines) 7 gave 1,525–1,752 critical sections/s where 3
+// gave 780–1,730/s, in separate runs on a noisy 2-core machine.
 const maxHandovers = 7
 
 // heir is what a releasing holder needs to take the lock for a waiter.

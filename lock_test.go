@@ -664,7 +664,7 @@ func TestKeysOfOneLockShareASlot(t *testing.T) {
 		keys, err := client.Keys(ctx, "*").Result()
 		require.NoError(t, err)
 		require.Len(t, keys, 2, "lock and fence keys of %q %q: %q", tt.prefix, tt.key, keys)
-		assert.Equal(t, keySlot(keys[0]), keySlot(keys[1]), "keys %q", keys)
+		assert.Equal(t, distlock.KeySlot(keys[0]), distlock.KeySlot(keys[1]), "keys %q", keys)
 		for _, k := range keys {
 			assert.True(t, strings.HasPrefix(k, strings.NewReplacer("{", "%7B", "}", "%7D").Replace(tt.prefix)), "%q", k)
 		}
@@ -679,38 +679,6 @@ func TestKeysOfOneLockShareASlot(t *testing.T) {
 	require.NoError(t, err, "escaping made two keys collide")
 	require.NoError(t, a.Release(ctx))
 	require.NoError(t, b.Release(ctx))
-}
-
-// keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of the hash
-// tag (the part between the first '{' and the next '}', when not empty) or
-// of the whole key, mod 16384.
-func keySlot(key string) uint16 {
-	if s := strings.IndexByte(key, '{'); s >= 0 {
-		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
-			key = key[s+1 : s+1+e]
-		}
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for b := 0; b < 8; b++ {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc % 16384
-}
-
-func TestKeySlotMatchesRedis(t *testing.T) {
-	// Checks the test's own slot function against known values from the
-	// Redis Cluster specification.
-	assert.EqualValues(t, 12739, keySlot("123456789")%16384)
-	assert.Equal(t, keySlot("user"), keySlot("{user}:1"))
-	assert.Equal(t, keySlot("{}x"), keySlot("{}x"))
-	assert.NotEqual(t, keySlot("{}a"), keySlot("{}b"))
 }
 
 func TestRefreshToAShorterTTLMovesDone(t *testing.T) {

@@ -33,6 +33,11 @@ type Locker struct {
 // call of the returned Locker fails with an error matching
 // ErrInvalidArgument.
 //
+// Calls are bounded by their ctx only as far as the client allows: go-redis
+// applies ctx deadlines to socket I/O only with
+// redis.Options.ContextTimeoutEnabled, and otherwise its ReadTimeout and
+// WriteTimeout bound each command. Keep those well below the TTL.
+//
 // Callers blocked in Obtain (WithBlocking) share one subscription
 // connection per Locker, on which releases are announced; it is opened
 // when the first caller starts waiting and closed when the last one stops,

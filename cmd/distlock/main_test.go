@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/distlock/distlock/internal/redistest"
 )
 
 // binary is the distlock binary built for the tests.
@@ -45,7 +47,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := redistest.RunAndCheckLeaks(m, "github.com/alicebob/miniredis")
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

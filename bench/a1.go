@@ -4,26 +4,14 @@ import (
 	"context"
 	"fmt"
 	"testing"
-
-	"github.com/bsm/redislock"
-	"github.com/distlock/distlock"
 )
 
 // runA1 measures allocations and bytes per obtain+release cycle with
 // testing.Benchmark, one goroutine, interleaved with redislock.
 func (b *bench) runA1(ctx context.Context, srv *server) error {
 	b.logf("A1: allocations per obtain+release, %d repeats", b.reps)
-	ours := newClient(srv)
-	defer ours.Close()
-	noPipe := newClient(srv)
-	defer noPipe.Close()
-	peer := newClient(srv)
-	defer peer.Close()
-	cyclers := map[string]cycler{
-		subjOurs:       oursCycler(distlock.New(ours, distlock.WithTTL(lockTTL))),
-		subjOursNoPipe: oursCycler(distlock.New(noPipe, distlock.WithTTL(lockTTL), distlock.WithPipelining(false))),
-		subjRedislock:  redislockCycler(redislock.New(peer)),
-	}
+	cyclers, closeClients := singleNodeCyclers(srv)
+	defer closeClients()
 	order := []string{subjOurs, subjRedislock, subjOursNoPipe}
 	set := b.set("A1")
 	for rep := 0; rep < b.reps; rep++ {

@@ -161,3 +161,16 @@ func redsyncContender(rs *redsync.Redsync) contender {
 		}
 	}
 }
+
+// singleNodeCyclers returns the cyclers of U1 and A1 on srv, each on its own
+// client: distlock with its defaults, distlock without pipelining, and
+// redislock. close closes the clients.
+func singleNodeCyclers(srv *server) (cyclers map[string]cycler, close func()) {
+	ours, noPipe, peer := newClient(srv), newClient(srv), newClient(srv)
+	cyclers = map[string]cycler{
+		subjOurs:       oursCycler(distlock.New(ours, distlock.WithTTL(lockTTL))),
+		subjOursNoPipe: oursCycler(distlock.New(noPipe, distlock.WithTTL(lockTTL), distlock.WithPipelining(false))),
+		subjRedislock:  redislockCycler(redislock.New(peer)),
+	}
+	return cyclers, func() { ours.Close(); noPipe.Close(); peer.Close() }
+}

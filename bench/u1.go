@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strconv"
 
-	"github.com/bsm/redislock"
-	"github.com/distlock/distlock"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -27,17 +25,8 @@ const (
 // interleaved with the redis-benchmark limit, plus Redis CPU per cycle.
 func (b *bench) runU1(ctx context.Context, srv *server) error {
 	b.logf("U1: uncontended obtain+release, %d repeats of %v", b.reps, b.window)
-	ours := newClient(srv)
-	defer ours.Close()
-	noPipe := newClient(srv)
-	defer noPipe.Close()
-	peer := newClient(srv)
-	defer peer.Close()
-	cyclers := map[string]cycler{
-		subjOurs:       oursCycler(distlock.New(ours, distlock.WithTTL(lockTTL))),
-		subjOursNoPipe: oursCycler(distlock.New(noPipe, distlock.WithTTL(lockTTL), distlock.WithPipelining(false))),
-		subjRedislock:  redislockCycler(redislock.New(peer)),
-	}
+	cyclers, closeClients := singleNodeCyclers(srv)
+	defer closeClients()
 	order := []string{subjOurs, subjRedislock, subjOursNoPipe, subjLimit}
 	for _, g := range []int{1, 50} {
 		set := b.set(fmt.Sprintf("U1/%d", g))

@@ -517,16 +517,18 @@ func TestRedisDown(t *testing.T) {
 	waitClosed(t, l.Done(), time.Second, "Done after Release, even a failed one")
 }
 
+// shortTimeouts makes a client give up on a paused server after 100ms.
+func shortTimeouts(o *redis.Options) {
+	o.ReadTimeout = 100 * time.Millisecond
+	o.WriteTimeout = 100 * time.Millisecond
+}
+
 func TestAutoRefreshRidesOutShortOutage(t *testing.T) {
 	// A pause shorter than the validity does not lose the lock: the
 	// refresher retries transient errors until ValidUntil.
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	client := srv.Client(t, func(o *redis.Options) {
-		o.ReadTimeout = 100 * time.Millisecond
-		o.WriteTimeout = 100 * time.Millisecond
-	})
-	lk := distlock.New(client)
+	lk := distlock.New(srv.Client(t, shortTimeouts))
 	l, err := lk.Obtain(ctx, "k", distlock.WithTTL(1500*time.Millisecond), distlock.WithAutoRefresh())
 	require.NoError(t, err)
 	srv.Pause(t)
@@ -546,11 +548,7 @@ func TestAutoRefreshRidesOutShortOutage(t *testing.T) {
 func TestAutoRefreshLosesLockWhenOutageOutlastsValidity(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	client := srv.Client(t, func(o *redis.Options) {
-		o.ReadTimeout = 100 * time.Millisecond
-		o.WriteTimeout = 100 * time.Millisecond
-	})
-	lk := distlock.New(client)
+	lk := distlock.New(srv.Client(t, shortTimeouts))
 	l, err := lk.Obtain(ctx, "k", distlock.WithTTL(400*time.Millisecond), distlock.WithAutoRefresh())
 	require.NoError(t, err)
 	srv.Pause(t)

@@ -32,13 +32,24 @@ type obtained struct {
 	at  time.Time
 }
 
-func obtainAsync(ctx context.Context, lk *distlock.Locker, key string, opts ...distlock.Option) <-chan obtained {
+func obtainAsync(ctx context.Context, lk obtainer, key string, opts ...distlock.Option) <-chan obtained {
 	ch := make(chan obtained, 1)
+	obtainInto(ch, ctx, lk, key, opts...)
+	return ch
+}
+
+// obtainer is a Locker or a Redlock.
+type obtainer interface {
+	Obtain(ctx context.Context, key string, opts ...distlock.Option) (*distlock.Lock, error)
+}
+
+// obtainInto runs a blocking Obtain in a goroutine and sends its outcome to
+// ch, which must have room for it.
+func obtainInto(ch chan<- obtained, ctx context.Context, lk obtainer, key string, opts ...distlock.Option) {
 	go func() {
 		l, err := lk.Obtain(ctx, key, append([]distlock.Option{distlock.WithBlocking()}, opts...)...)
 		ch <- obtained{l, err, time.Now()}
 	}()
-	return ch
 }
 
 func waitObtained(t *testing.T, ch <-chan obtained) obtained {
@@ -140,10 +151,7 @@ func TestSubscriptionClosesWhenNobodyWaits(t *testing.T) {
 	require.NoError(t, err)
 	results := make(chan obtained, 3)
 	for i := 0; i < 3; i++ {
-		go func() {
-			l, err := lk.Obtain(ctx, "k", distlock.WithBlocking())
-			results <- obtained{l, err, time.Now()}
-		}()
+		obtainInto(results, ctx, lk, "k")
 	}
 	require.Eventually(t, func() bool {
 		n, _ := admin.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
@@ -172,10 +180,7 @@ func TestWaitersOfOneLockerAreCoalesced(t *testing.T) {
 	const n = 16
 	results := make(chan obtained, n)
 	for i := 0; i < n; i++ {
-		go func() {
-			l, err := waiter.Obtain(ctx, "k", distlock.WithBlocking())
-			results <- obtained{l, err, time.Now()}
-		}()
+		obtainInto(results, ctx, waiter, "k")
 	}
 	time.Sleep(200 * time.Millisecond) // let them all queue
 	before := scriptCalls(t, srv)
@@ -220,11 +225,7 @@ func TestRedlockWaiterIsWokenByRelease(t *testing.T) {
 	for i, s := range srvs {
 		before[i] = scriptCalls(t, s)
 	}
-	got := make(chan obtained, 1)
-	go func() {
-		l, err := waiter.Obtain(ctx, "k", distlock.WithBlocking())
-		got <- obtained{l, err, time.Now()}
-	}()
+	got := obtainAsync(ctx, waiter, "k")
 	time.Sleep(2 * time.Second) // the wait being measured
 	for i, s := range srvs {
 		during := scriptCalls(t, s) - before[i]

@@ -16,12 +16,9 @@ import (
 // other than contention.
 type attemptFunc func(ctx context.Context) (l *Lock, holderTTL time.Duration, err error)
 
-// Blocking callers without a retry strategy of their own poll with this
-// strategy, each wait also capped by the holder's remaining TTL.
-var defaultBlockingPoll = ExponentialBackoff(time.Millisecond, 50*time.Millisecond)
-
-// obtain runs attempts until one succeeds, the retry strategy gives up (not
-// when blocking) or ctx ends.
+// obtain runs the attempts of a caller that does not block: until one
+// succeeds, the retry strategy gives up or ctx ends. Each wait is capped by
+// the holder's remaining TTL. (Blocking callers wait in obtainWaiting.)
 func obtain(ctx context.Context, key string, o options, try attemptFunc) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notObtainedByCtx(key, err)
@@ -33,10 +30,7 @@ func obtain(ctx context.Context, key string, o options, try attemptFunc) (*Lock,
 		}
 		delay, more := o.retry.NextBackoff(n)
 		if !more {
-			if !o.blocking {
-				return nil, fmt.Errorf("obtain %q: %w", key, ErrNotObtained)
-			}
-			delay, _ = defaultBlockingPoll.NextBackoff(n)
+			return nil, fmt.Errorf("obtain %q: %w", key, ErrNotObtained)
 		}
 		if holderTTL >= 0 && delay > holderTTL {
 			delay = holderTTL
@@ -259,7 +253,7 @@ func (w *waiters) subscribe(ctx context.Context, rk string, rm *room, limit time
 // h, when not nil, lets a releasing holder of the same owner hand the lock
 // over to this caller while it waits.
 func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, try attemptFunc, h *heir) (*Lock, error) {
-	if !o.blocking || w == nil || len(w.notifiers) == 0 {
+	if !o.blocking {
 		return obtain(ctx, key, o, try)
 	}
 	if err := ctx.Err(); err != nil {

@@ -50,10 +50,10 @@ func TestContendCountsViolations(t *testing.T) {
 	srv := testServer(t)
 	b := testBench(t, srv)
 	ctx := context.Background()
-	none := c1Subject{name: "no lock", sent: new(atomic.Int64)}
+	none := c1Subject{name: "no lock", sent: new(atomic.Int64), goroutines: c1Shape4x4.goroutines}
 	var mu sync.Mutex
-	mutex := c1Subject{name: "sync.Mutex", sent: new(atomic.Int64)}
-	for i := 0; i < c1Lockers; i++ {
+	mutex := c1Subject{name: "sync.Mutex", sent: new(atomic.Int64), goroutines: c1Shape4x4.goroutines}
+	for i := 0; i < c1Shape4x4.lockers; i++ {
 		none.lockers = append(none.lockers, func(string) obtainFunc {
 			return func(context.Context) (func(context.Context) error, error) {
 				return func(context.Context) error { return nil }, nil

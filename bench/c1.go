@@ -14,12 +14,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// C1 shape: P lockers on separate clients (stand-ins for processes) × G
-// goroutines each, all on one key, holding it for about c1Hold.
-const (
-	c1Lockers    = 4
-	c1Goroutines = 4
-	c1Hold       = 200 * time.Microsecond
+// c1Hold is how long a holder stays in the critical section in C1 and C16.
+const c1Hold = 200 * time.Microsecond
+
+// c1Shape is the shape of a contention row: lockers on separate clients
+// (stand-ins for processes) × goroutines each, all on one key.
+type c1Shape struct {
+	id         string
+	lockers    int
+	goroutines int
+}
+
+// The contention rows: C1 (4 processes × 4 goroutines: in-process
+// coalescing and hand-over carry most hand-offs) and C16 (16 processes × 1
+// goroutine: the usual deployment, one caller per replica, where every
+// hand-off crosses processes).
+var (
+	c1Shape4x4  = c1Shape{id: "C1", lockers: 4, goroutines: 4}
+	c1Shape16x1 = c1Shape{id: "C16", lockers: 16, goroutines: 1}
 )
 
 // C1 subjects.
@@ -32,17 +44,18 @@ const (
 // c1Subject is one library in C1: P contenders on P clients, and a counter
 // of the commands those clients sent.
 type c1Subject struct {
-	name    string
-	lockers []contender
-	sent    *atomic.Int64
+	name       string
+	lockers    []contender
+	goroutines int // per locker
+	sent       *atomic.Int64
 }
 
-// runC1 measures contention on one key: critical sections/s, hand-off
-// latency, commands per critical section, the longest wait, and mutual
-// exclusion.
-func (b *bench) runC1(ctx context.Context, srv *server) error {
-	b.logf("C1: %d lockers × %d goroutines on one key, hold %v, %d repeats of %v",
-		c1Lockers, c1Goroutines, c1Hold, b.reps, b.c1Window)
+// runC1 measures contention on one key in the given shape: critical
+// sections/s, hand-off latency, commands per critical section, the longest
+// wait, and mutual exclusion.
+func (b *bench) runC1(ctx context.Context, srv *server, shape c1Shape) error {
+	b.logf("%s: %d lockers × %d goroutines on one key, hold %v, %d repeats of %v",
+		shape.id, shape.lockers, shape.goroutines, c1Hold, b.reps, b.c1Window)
 	var clients []*redis.Client
 	defer func() {
 		for _, c := range clients {
@@ -50,8 +63,8 @@ func (b *bench) runC1(ctx context.Context, srv *server) error {
 		}
 	}()
 	mk := func(name string, mkLocker func(c *redis.Client) contender) c1Subject {
-		s := c1Subject{name: name, sent: new(atomic.Int64)}
-		for i := 0; i < c1Lockers; i++ {
+		s := c1Subject{name: name, sent: new(atomic.Int64), goroutines: shape.goroutines}
+		for i := 0; i < shape.lockers; i++ {
 			c := redis.NewClient(&redis.Options{Addr: srv.addr(), Dialer: countingDialer(s.sent)})
 			clients = append(clients, c)
 			s.lockers = append(s.lockers, mkLocker(c))
@@ -75,14 +88,19 @@ func (b *bench) runC1(ctx context.Context, srv *server) error {
 			return redsyncContender(redsync.New(redsyncPools([]*redis.Client{c})...))
 		}),
 	}
-	set := b.set("C1")
+	if shape != c1Shape4x4 {
+		// The other shapes compare with the fastest peer only, to keep the
+		// run short.
+		subjects = subjects[:3]
+	}
+	set := b.set(shape.id)
 	names := make([]string, len(subjects))
 	byName := make(map[string]c1Subject)
 	for i, s := range subjects {
 		names[i] = s.name
 		byName[s.name] = s
-		if _, err := b.contend(ctx, s, "c1warm:"+s.name, b.warmup); err != nil {
-			return fmt.Errorf("C1 warm-up %s: %w", s.name, err)
+		if _, err := b.contend(ctx, s, shape.id+"warm:"+s.name, b.warmup); err != nil {
+			return fmt.Errorf("%s warm-up %s: %w", shape.id, s.name, err)
 		}
 	}
 	for rep := 0; rep < b.reps; rep++ {
@@ -91,18 +109,18 @@ func (b *bench) runC1(ctx context.Context, srv *server) error {
 				return err
 			}
 			s := byName[name]
-			r, err := b.contend(ctx, s, fmt.Sprintf("c1:%d", rep), b.c1Window)
+			r, err := b.contend(ctx, s, fmt.Sprintf("%s:%d", shape.id, rep), b.c1Window)
 			if err != nil {
-				return fmt.Errorf("C1 %s: %w", name, err)
+				return fmt.Errorf("%s %s: %w", shape.id, name, err)
 			}
 			if r.violations > 0 {
-				b.fail("C1 %s: %d mutual-exclusion violations", name, r.violations)
+				b.fail("%s %s: %d mutual-exclusion violations", shape.id, name, r.violations)
 			}
 			if r.errs > 0 {
-				b.fail("C1 %s: %d errors, first: %v", name, r.errs, r.firstErr)
+				b.fail("%s %s: %d errors, first: %v", shape.id, name, r.errs, r.firstErr)
 			}
 			if r.sections == 0 {
-				b.fail("C1 %s: no critical section completed", name)
+				b.fail("%s %s: no critical section completed", shape.id, name)
 				continue
 			}
 			cs := float64(r.sections)
@@ -117,8 +135,8 @@ func (b *bench) runC1(ctx context.Context, srv *server) error {
 			set.add(name, "violations", float64(r.violations))
 			set.add(name, "hold", ms(r.meanHold))
 			set.add(name, "reacquired", 100*float64(r.reacquired)/cs)
-			b.logf("  C1 %-32s %6.0f CS/s  hand-off p50 %7.3f ms p99 %7.3f ms  %5.1f cmds sent/CS (%5.1f executed)  longest wait %7.1f ms  re-acquired %4.1f%%  violations %d",
-				name, cs/r.elapsed.Seconds(), ms(percentile(r.handoffs, 50)), ms(percentile(r.handoffs, 99)),
+			b.logf("  %-3s %-32s %6.0f CS/s  hand-off p50 %7.3f ms p99 %7.3f ms  %5.1f cmds sent/CS (%5.1f executed)  longest wait %7.1f ms  re-acquired %4.1f%%  violations %d",
+				shape.id, name, cs/r.elapsed.Seconds(), ms(percentile(r.handoffs, 50)), ms(percentile(r.handoffs, 99)),
 				float64(r.sent)/cs, float64(r.executed)/cs, ms(r.maxWait), 100*float64(r.reacquired)/cs, r.violations)
 		}
 	}
@@ -144,10 +162,10 @@ type c1Result struct {
 // contend runs one C1 window of subject s on a fresh key (a waiter cancelled
 // at the end may leave a lock behind for its TTL).
 func (b *bench) contend(ctx context.Context, s c1Subject, key string, window time.Duration) (c1Result, error) {
-	g := c1Lockers * c1Goroutines
+	g := len(s.lockers) * s.goroutines
 	obtains := make([]obtainFunc, g)
 	for i := range obtains {
-		obtains[i] = s.lockers[i%c1Lockers](key)
+		obtains[i] = s.lockers[i%len(s.lockers)](key)
 	}
 	base := time.Now()
 	now := func() int64 { return int64(time.Since(base)) + 1 } // never 0

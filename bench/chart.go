@@ -168,26 +168,33 @@ func (b *bench) writeChart(path string) error {
 	add("R3", "R3 Redlock, 3 nodes, 50 goroutines (cycles/s)", "rate", []string{subjOursRedlock, subjRedsync})
 	add("R5", "R5 Redlock, 5 nodes, 50 goroutines (cycles/s)", "rate", []string{subjOursRedlock, subjRedsync})
 	c1 := []string{subjOurs, subjOursNoPipe, subjRedislock1, subjRedislock10, subjRedsyncC1}
-	add("C1", fmt.Sprintf("C1 contention, %d×%d goroutines on one key (critical sections/s)", c1Lockers, c1Goroutines), "rate", c1)
+	add("C1", fmt.Sprintf("C1 contention, %d×%d goroutines on one key (critical sections/s)", c1Shape4x4.lockers, c1Shape4x4.goroutines), "rate", c1)
+	c16 := c1[:3]
+	add("C16", fmt.Sprintf("C16 contention, %d×%d goroutine on one key (critical sections/s)", c1Shape16x1.lockers, c1Shape16x1.goroutines), "rate", c16)
 
-	// C1 latencies: two light/dark pairs per library.
+	// Contention latencies: two light/dark pairs per library and shape.
 	pairs := func(metrics [2]string, labels [2]string) []barGroup {
-		s := b.sets["C1"]
-		if s == nil {
-			return nil
-		}
 		var groups []barGroup
-		for _, name := range c1 {
-			g := barGroup{title: name}
-			for i, m := range metrics {
-				v := s.med(name, m)
-				col := subjectColor(name)
-				if i == 0 {
-					col = lighter(col)
-				}
-				g.bars = append(g.bars, bar{label: labels[i], value: v, text: formatValue("ms", v), col: col})
+		for _, shape := range []struct {
+			id    string
+			names []string
+		}{{"C1", c1}, {"C16", c16}} {
+			s := b.sets[shape.id]
+			if s == nil {
+				continue
 			}
-			groups = append(groups, g)
+			for _, name := range shape.names {
+				g := barGroup{title: shape.id + " " + name}
+				for i, m := range metrics {
+					v := s.med(name, m)
+					col := subjectColor(name)
+					if i == 0 {
+						col = lighter(col)
+					}
+					g.bars = append(g.bars, bar{label: labels[i], value: v, text: formatValue("ms", v), col: col})
+				}
+				groups = append(groups, g)
+			}
 		}
 		return groups
 	}
@@ -207,10 +214,10 @@ func (b *bench) writeChart(path string) error {
 	c.y = 6
 	c.linearGroups("Throughput against peers (higher is better; each group scaled to its largest bar)", tput)
 	c.y += 10
-	c.logGroups("C1 hand-off to another goroutine, Release call to its Obtain return (lower is better; log scale)",
+	c.logGroups("C1 and C16 hand-off to another goroutine, Release call to its Obtain return (lower is better; log scale)",
 		lat, 0.01, 1000, "ms")
 	c.y += 10
-	c.logGroups("C1 waiting as callers see it, Obtain call to return (lower is fairer; log scale)",
+	c.logGroups("C1 and C16 waiting as callers see it, Obtain call to return (lower is fairer; log scale)",
 		waits, 0.1, 10000, "ms")
 
 	f, err := os.Create(path)

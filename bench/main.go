@@ -82,7 +82,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "short smoke run: fewer, shorter repeats; timings are printed but not judged")
 	out := fs.String("out", ".", "directory for RESULTS.md and results.png (written by a full run of all rows, or whenever -out is given)")
-	only := fs.String("only", "", "comma-separated rows to run (U1,A1,C1,R3,R5,S1); default all")
+	only := fs.String("only", "", "comma-separated rows to run (U1,A1,C1,C16,R3,R5,S1); default all")
 	render := fs.Bool("render", false, "measure nothing: render RESULTS.md and results.png again from results.json in -out")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -157,7 +157,7 @@ func (b *bench) measure(ctx context.Context, want func(string) bool) error {
 		return err
 	}
 	defer os.RemoveAll(root)
-	// One node for U1, A1, C1, S1; five more for Redlock (R3 uses three).
+	// One node for U1, A1, C1, C16, S1; five more for Redlock (R3 uses three).
 	servers, err := startServers(root, 6)
 	if err != nil {
 		return err
@@ -177,7 +177,8 @@ func (b *bench) measure(ctx context.Context, want func(string) bool) error {
 	}{
 		{"U1", func() error { return b.runU1(ctx, single) }},
 		{"A1", func() error { return b.runA1(ctx, single) }},
-		{"C1", func() error { return b.runC1(ctx, single) }},
+		{"C1", func() error { return b.runC1(ctx, single, c1Shape4x4) }},
+		{"C16", func() error { return b.runC1(ctx, single, c1Shape16x1) }},
 		{"R3", func() error { return b.runRedlock(ctx, nodes, 3) }},
 		{"R5", func() error { return b.runRedlock(ctx, nodes, 5) }},
 		{"S1", func() error { return b.runS1(ctx, single) }},

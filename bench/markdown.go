@@ -78,17 +78,23 @@ func (b *bench) markdown() string {
 		"Commands per critical section are counted twice: as sent by the clients (RESP commands written to their sockets: one per EVALSHA), and as executed by Redis (INFO commandstats, which also counts the commands a Lua script runs). "+
 		"The longest wait includes goroutines still waiting when the run ends. A mutual-exclusion violation is a holder finding another holder inside the critical section. "+
 		"distlock blocks with `WithBlocking()` (default pipelining, and `WithPipelining(false)` for comparison); redislock polls with `LinearBackoff(1ms)` and `(10ms)`; redsync uses its default retry delay (random 50–250 ms) with unlimited tries. TTL %v for all.\n\n",
-		c1Lockers, c1Goroutines, b.c1Window, c1Hold, lockTTL)
-	if t := b.detailTable("C1", []string{"rate", "p50", "p99", "sent", "executed", "reacquired", "hold", "violations"},
-		[]string{"CS/s", "hand-off p50", "hand-off p99", "cmds sent/CS", "cmds executed/CS", "re-acquired", "mean hold", "violations"},
-		[]string{"rate", "ms", "ms", "cmds", "cmds", "pct", "ms", "n"}); t != "" {
-		w("%s\n", t)
+		c1Shape4x4.lockers, c1Shape4x4.goroutines, b.c1Window, c1Hold, lockTTL)
+	contentionTables := func(id string) {
+		if t := b.detailTable(id, []string{"rate", "p50", "p99", "sent", "executed", "reacquired", "hold", "violations"},
+			[]string{"CS/s", "hand-off p50", "hand-off p99", "cmds sent/CS", "cmds executed/CS", "re-acquired", "mean hold", "violations"},
+			[]string{"rate", "ms", "ms", "cmds", "cmds", "pct", "ms", "n"}); t != "" {
+			w("%s\n", t)
+		}
+		w("Waiting as the callers see it (Obtain call to return, every critical section), and the longest wait of any goroutine:\n\n")
+		if t := b.detailTable(id, []string{"wait50", "wait99", "maxwait"}, []string{"Obtain wait p50", "Obtain wait p99", "longest wait"},
+			[]string{"ms", "ms", "ms"}); t != "" {
+			w("%s\n", t)
+		}
 	}
-	w("Waiting as the callers see it (Obtain call to return, every critical section), and the longest wait of any goroutine:\n\n")
-	if t := b.detailTable("C1", []string{"wait50", "wait99", "maxwait"}, []string{"Obtain wait p50", "Obtain wait p99", "longest wait"},
-		[]string{"ms", "ms", "ms"}); t != "" {
-		w("%s\n", t)
-	}
+	contentionTables("C1")
+	w("**C16** — the same measurement in the usual deployment shape: %d lockers, each on its own client, × %d goroutine, so that every hand-off crosses processes and no in-process coalescing or hand-over applies. "+
+		"Compared with redislock `LinearBackoff(1ms)`, the fastest peer in C1.\n\n", c1Shape16x1.lockers, c1Shape16x1.goroutines)
+	contentionTables("C16")
 	w("**S1** — %d locks obtained with `WithAutoRefresh()` and TTL %v on one node, held for %v (one run). "+
 		"A lock counts as lost when its Done closed during the hold, when its key no longer held its token at the end, or when Release answered ErrNotHeld. "+
 		"Refresh commands/s are the commands the client sent during the hold. Client CPU is getrusage(RUSAGE_SELF) user+system over the hold; Redis CPU from INFO cpu.\n\n",
@@ -100,7 +106,7 @@ func (b *bench) markdown() string {
 	}
 	w("## How to reproduce\n\n")
 	w("Needs Go, `redis-server` and `redis-benchmark` on PATH (or `REDIS_SERVER` set to the server binary).\n\n")
-	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, R3, R5, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
+	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
 	return sb.String()
 }
 

@@ -315,3 +315,17 @@ func (l limitRetry) String() string { return fmt.Sprintf("LimitRetry(%v, %d)", l
 func LimitRetry(s RetryStrategy, max int) RetryStrategy {
 	return limitRetry{s: s, max: max}
 }
+
+// rejectOptions returns an error matching ErrInvalidArgument that names the
+// first of opts, the options given to one call, for which bad reports that
+// the call cannot honour it (see "Options and calls" in the package doc).
+// Defaults given to New or NewRedlock are not checked: they serve every
+// call, and a call they do not apply to leaves them out.
+func rejectOptions(call string, opts []Option, bad func(Option) bool) error {
+	for _, opt := range opts {
+		if opt != nil && bad(opt) {
+			return invalidf("%v does not apply to %s", opt, call)
+		}
+	}
+	return nil
+}

@@ -118,10 +118,14 @@ type retryOption struct{ s RetryStrategy }
 func (r retryOption) apply(o *options) { o.retry = r.s }
 func (r retryOption) String() string   { return fmt.Sprintf("WithRetry(%v)", r.s) }
 
-// WithRetry sets how Obtain retries while the lock is held by someone else.
-// Default NoRetry(): one attempt, then ErrNotObtained. A nil strategy makes
-// Obtain fail with ErrInvalidArgument. With WithBlocking the strategy's
-// delays are the polling interval and its limit is ignored.
+// WithRetry sets how Obtain retries while the lock is held by someone else:
+// its delays are the pauses between attempts, and when it gives up Obtain
+// returns ErrNotObtained. Default NoRetry(): one attempt. A nil strategy
+// makes Obtain fail with ErrInvalidArgument. With WithBlocking a caller is
+// woken by releases instead; the strategy's delays are then only the
+// fallback re-check interval, in case a wake-up was missed (default: a
+// jittered 200ms doubling to 2s), and its limit does not apply: the wait
+// ends with ctx.
 func WithRetry(s RetryStrategy) Option { return retryOption{s} }
 
 type blockingOption bool
@@ -135,8 +139,9 @@ func (b blockingOption) String() string   { return "WithBlocking()" }
 //
 // A blocked caller does not poll: it is woken the moment the lock is
 // released (the release publishes on the lock's channel), when the
-// holder's TTL runs out, or at the latest after the retry strategy's delay
-// (default: a jittered 200ms doubling to 2s). Blocked callers of one Locker
+// holder's TTL runs out, or, as a fallback in case a wake-up was missed,
+// after the retry strategy's delay (WithRetry; default without one: a
+// jittered 200ms doubling to 2s). Blocked callers of one Locker
 // for one key queue in arrival order and send one attempt per wake-up
 // between them. When a holder of the same Locker releases the key, the
 // release hands the lock straight to the first of them, at most 7 times in

@@ -17,11 +17,9 @@ import (
 const statusSrc = `
 local fence = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local done = 0
-if redis.call('TYPE', KEYS[1])['ok'] == 'string' then
-  local cur = redis.call('GET', KEYS[1])
-  if string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
-    done = 1
-  end
+local cur = redis.pcall('GET', KEYS[1]) -- an error reply for a non-string key
+if type(cur) == 'string' and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
+  done = 1
 end
 return {redis.call('PTTL', KEYS[1]), fence, done}
 `

@@ -153,3 +153,14 @@ func TestRedlockStatus(t *testing.T) {
 	_, err = distlock.NewRedlock(nil).Status(ctx, "k")
 	assert.ErrorIs(t, err, distlock.ErrInvalidArgument)
 }
+
+// TestStatusOtherType: a key of another type at the lock's name (put there
+// by hand) is reported held, not as an error.
+func TestStatusOtherType(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	require.NoError(t, srv.Client(t).RPush(ctx, "distlock:{list}", "x").Err())
+	st, err := distlock.New(srv.Client(t)).Status(ctx, "list")
+	require.NoError(t, err)
+	assert.Equal(t, distlock.LockStatus{Key: "list", Held: true, TTL: -1}, st)
+}

@@ -306,7 +306,7 @@ func TestOnceLostHold(t *testing.T) {
 			case <-ctx.Done():
 				return errors.New("fn's ctx was not cancelled on loss")
 			}
-		}, distlock.WithTTL(300*time.Millisecond))
+		}, distlock.WithTTL(2*time.Second)) // loss noticed within TTL/3; node timeout (≤ TTL/10) stays rlNodeTimeout
 		require.ErrorIs(t, err, distlock.ErrNotHeld)
 		assert.Equal(t, 0, s.exists(t, "distlock:{k}"), "a lost run was marked done")
 	})

@@ -327,3 +327,36 @@ func ExampleNewRedlock() {
 	// Output:
 	// held on a quorum, fence 1
 }
+
+// Code that takes a LockService works with a Locker (one Redis) and a
+// Redlock (a quorum of independent nodes) alike.
+func ExampleLockService() {
+	sendWelcome := func(ctx context.Context, locks distlock.LockService, user string) {
+		err := locks.Once(ctx, "welcome:"+user, 30*24*time.Hour, func(ctx context.Context) error {
+			fmt.Println("sending the welcome mail to", user)
+			return nil
+		})
+		if errors.Is(err, distlock.ErrAlreadyDone) {
+			fmt.Println("already welcomed", user)
+		}
+	}
+
+	client, stop := exampleClient()
+	defer stop()
+	var nodes []redis.UniversalClient
+	for i := 0; i < 3; i++ {
+		node, stop := exampleClient()
+		defer stop()
+		nodes = append(nodes, node)
+	}
+	ctx := context.Background()
+	for _, locks := range []distlock.LockService{distlock.New(client), distlock.NewRedlock(nodes)} {
+		sendWelcome(ctx, locks, "ada")
+		sendWelcome(ctx, locks, "ada")
+	}
+	// Output:
+	// sending the welcome mail to ada
+	// already welcomed ada
+	// sending the welcome mail to ada
+	// already welcomed ada
+}

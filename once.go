@@ -61,15 +61,16 @@ const onceFinishAttempts = 3
 //     the moment fn succeeded (not from the call), and Once returns nil.
 //     Until the window ends every caller, including those that were waiting,
 //     gets an error matching ErrAlreadyDone without running fn.
-//   - When fn fails (returns an error or panics) or the hold is lost while
-//     fn runs, the key is freed at once, so that a retry (or a waiter) runs
-//     fn again; Once returns fn's error, joined with an error matching
-//     ErrNotHeld when the hold was lost. The panic goes on after the key is
-//     freed.
-//   - When the success cannot be recorded (the hold was lost just before,
-//     or Redis failed every attempt to record it) Once returns an error
-//     saying so, matching ErrNotHeld in the first case: fn ran, but may run
-//     again.
+//   - When fn fails (returns an error or panics) the key is freed at once,
+//     so that a retry (or a waiter) runs fn again, and Once returns fn's
+//     error; a panic goes on after the key is freed.
+//   - When the hold is lost while fn runs, nothing is marked done (another
+//     caller may already be running fn) and Once returns fn's error joined
+//     with an error matching ErrNotHeld.
+//   - When fn succeeded but the success cannot be recorded (the hold was
+//     lost just before, or Redis failed every attempt to record it) Once
+//     returns an error saying so, matching ErrNotHeld in the first case: fn
+//     ran, but may run again (in the second case once the hold's TTL ends).
 //
 // Bad input (an empty key, window < 1ms, a nil fn, a bad option, and
 // WithToken or WithFencing, which Once cannot honour: it draws a fresh token

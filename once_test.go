@@ -450,3 +450,31 @@ func TestOnceWorkerProcess(t *testing.T) {
 		t.Fatalf("once-outcome: error: %v", err)
 	}
 }
+
+// TestRedlockOnceMinority: a Redlock's Once works with a minority of nodes
+// down (the marker goes to the quorum that is up), and a done marker found
+// on any single node counts as done: the marker exists only where fn
+// succeeded.
+func TestRedlockOnceMinority(t *testing.T) {
+	ctx := context.Background()
+	srvs := redistest.StartN(t, 3)
+	a, b := newRL(t, srvs), newRL(t, srvs)
+	srvs[2].Kill(t)
+	var runs atomic.Int32
+	fn := func(context.Context) error { runs.Add(1); return nil }
+	require.NoError(t, a.Once(ctx, "k", time.Minute, fn))
+	require.ErrorIs(t, b.Once(ctx, "k", time.Minute, fn), distlock.ErrAlreadyDone)
+	assert.Equal(t, int32(1), runs.Load())
+
+	// Only node 0 keeps the marker: nodes 1 and 2 alone would make a
+	// quorum, but the marker on node 0 still says done.
+	srvs[2].Restart(t)
+	require.NoError(t, srvs[1].Client(t).Del(ctx, "distlock:{k}").Err())
+	require.ErrorIs(t, b.Once(ctx, "k", time.Minute, fn), distlock.ErrAlreadyDone)
+	assert.Equal(t, int32(1), runs.Load(), "fn ran again with the marker on one node")
+	for i, srv := range srvs[1:] {
+		n, err := srv.Client(t).Exists(ctx, "distlock:{k}").Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "node %d: the refused attempt left its token", i+1)
+	}
+}

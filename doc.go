@@ -3,17 +3,55 @@
 // one replica per tick, submit a payment once, not oversell stock, rebuild a
 // cache entry in one request while the others wait, keep one active leader.
 //
-// A Locker takes locks on one Redis deployment with SET key token NX PX ttl
-// (or one script doing the same when a fencing token or the holder's TTL is
-// wanted) and releases them with a compare-and-delete script; a Redlock
-// takes a quorum over N independent Redis nodes. Both return a *Lock:
+// # Entry points
 //
-//	lock, err := locker.Obtain(ctx, "report:daily", distlock.WithTTL(10*time.Second))
-//	if errors.Is(err, distlock.ErrNotObtained) {
-//		return nil // someone else runs it
+//   - New returns a Locker: locks on one Redis deployment (single node,
+//     Sentinel or Cluster).
+//   - NewRedlock returns a Redlock: locks on a quorum of N independent
+//     Redis nodes.
+//   - LockService is the interface both satisfy, for code that takes either.
+//   - OncePerTick runs a scheduled job once per tick across replicas: the
+//     call for every cron or ticker job that fires on every replica.
+//   - ClaimTick is OncePerTick's first step, for code that runs the job
+//     itself and calls TickClaim.Finish.
+//   - Once runs work at most once per key within a window: duplicate
+//     submits (a payment), cache rebuilds (the others wait for the outcome).
+//   - Lead runs fn on one replica at a time (leader election).
+//   - Do runs fn while holding a lock, released when fn returns: mutual
+//     exclusion (stock, a migration), not "once".
+//   - Obtain takes a lock and returns the *Lock, for the caller to release.
+//   - Status tells whether a key is free, held, done (by Once) or, on a
+//     Redlock, unknown.
+//
+// A job that runs on a schedule on every replica runs once per tick with
+// OncePerTick:
+//
+//	ran, err := locker.OncePerTick(ctx, "report", time.Minute, func(ctx context.Context, tick time.Time) error {
+//		return buildReport(ctx, tick)
+//	})
+//	// ran is false (and err nil) on the replicas that found the tick taken
+//
+// Not with Do or Obtain: a lock held only while the job runs is free again
+// when the job ends, so a replica whose timer fires after that (a slower
+// clock, a busy machine) takes it and runs the job a second time in the
+// same tick; `go run ./cmd/distlock demo` shows it. OncePerTick keeps the
+// tick taken until the tick is over.
+//
+// Work that must happen once per request (a payment submitted twice) or
+// once per period (a cache entry rebuilt by one request while the others
+// wait) uses Once, which remembers that the work was done:
+//
+//	err := locker.Once(ctx, "pay:"+orderID, 24*time.Hour, charge)
+//	switch {
+//	case errors.Is(err, distlock.ErrAlreadyDone): // paid before: do not charge again
+//	case errors.Is(err, distlock.ErrNotObtained): // being paid right now
 //	}
+//
+// A plain lock, for mutual exclusion:
+//
+//	lock, err := locker.Obtain(ctx, "stock:sku1", distlock.WithBlocking())
 //	if err != nil {
-//		return err // Redis is down, or bad input
+//		return err // ctx ended (matches ErrNotObtained too), Redis is down, or bad input
 //	}
 //	defer lock.Release(ctx)
 //
@@ -68,21 +106,64 @@
 //
 // # Waiting
 //
-// WithBlocking waits without polling: the release script publishes on the
-// lock's channel, a blocked caller is subscribed to it (one shared
-// subscription connection per Locker, opened while someone waits) and
-// retries at once when the lock is released. Expiry publishes nothing, so
-// each wait is also capped by the holder's remaining TTL, and by the retry
-// strategy's delay as a fallback. Blocked callers of one Locker for one key
+// WithBlocking waits without polling: the release script (and Once's
+// finish) publishes on the lock's channel, a blocked caller is subscribed
+// to it (one shared subscription connection per Locker, opened while
+// someone waits) and retries at once when the lock is released. Expiry
+// publishes nothing, so each wait is also capped by the holder's remaining
+// TTL, and, in case a wake-up was missed, by a fallback re-check: the
+// retry strategy's delay (WithRetry; its limit does not apply), or a
+// jittered 200ms doubling to 2s without one. Without WithBlocking, the
+// retry strategy's delays are the pauses between attempts (default: one
+// attempt). Blocked callers of one Locker for one key
 // queue in arrival order and send one attempt per release between them, so
 // a busy process costs Redis one attempt per release, not one per
 // goroutine. A holder's release hands the lock straight to the first
 // blocked caller of the same Locker (one script, the lock never free), at
 // most 7 times in a row, so that other processes are not starved.
 //
+// # Options and calls
+//
+// Options given to New or NewRedlock are defaults for every call; given to
+// a call they override them. Not every option means something to every
+// call. An option that would promise what the call cannot give is
+// rejected with ErrInvalidArgument when given to that call ("rejected");
+// one that only tunes how a call works is accepted and ignored where it
+// has no use ("-"), so that one option list can serve several calls, and a
+// Locker and a Redlock alike (see LockService). Defaults of New and
+// NewRedlock are never rejected: a call leaves out those it cannot use.
+//
+//	option           Obtain, Do      Once       OncePerTick, ClaimTick  Lead       Status
+//	WithTTL          yes             yes [1]    yes [2]                 yes        -
+//	WithRetry        yes             yes        - (tries once)          yes [3]    -
+//	WithBlocking     yes             yes [4]    - (never waits)         always     -
+//	WithAutoRefresh  yes; Do always  always     always                  always     -
+//	WithFencing      yes [5]         rejected   - [6]                   yes [5]    -
+//	WithToken        yes             rejected   yes                     yes        -
+//	WithKeyPrefix    yes             yes        yes                     yes        yes
+//	WithDriftFactor  yes             yes        yes                     yes        -
+//	WithNodeTimeout  Redlock only    Redlock    Redlock                 Redlock    Redlock
+//	WithPipelining   New and NewRedlock only; ignored by every call
+//
+// [1] The TTL of the hold while fn runs (refreshed every TTL/3), not the
+// window. [2] The liveness TTL of the claim; the tick stays taken until its
+// window is over in any case. [3] The fallback re-check interval of a
+// candidate. [4] Waits for the outcome of the run in progress. [5] Do and
+// Lead draw a fence, but fn cannot read it: use Obtain to hand Lock.Fence
+// to the resource. [6] Every tick has a key of its own, so its fence would
+// always be 1; TickClaim.Tick, which grows from tick to tick, plays that
+// role.
+//
+// Once rejects WithToken because it draws a fresh token per run (a shared
+// token would let two callers run at once) and WithFencing because fn gets
+// no Lock to read the fence from. WithNodeTimeout is ignored by a Locker,
+// whose calls are bounded by ctx and the client's timeouts, so that the
+// same options work on a Redlock.
+//
 // # Keys
 //
-// For a lock named K the library writes "<prefix>{K}" (the lock) and
+// For a lock named K the library writes "<prefix>{K}" (the lock, holding
+// the holder's token, or for Once a done marker until the window ends) and
 // "<prefix>{K}:fence" (the fence counter), and publishes releases on the
 // channel "<prefix>{K}:wake", with '{', '}' and '%' in the
 // prefix and K percent-escaped, so that the keys of one lock share a Redis
@@ -91,7 +172,8 @@
 // # Errors
 //
 // Errors are matchable with errors.Is: ErrNotObtained (held by someone
-// else), ErrNotHeld (lost or released), ErrInvalidArgument (bad input, with
-// the problem named). Redis errors are returned wrapped, never disguised as
+// else: in progress), ErrAlreadyDone (Once: the work was done within the
+// window), ErrNotHeld (lost or released), ErrInvalidArgument (bad input,
+// with the problem named). Redis errors are returned wrapped, never disguised as
 // ErrNotObtained. No call panics on bad input.
 package distlock

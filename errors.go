@@ -40,3 +40,10 @@ func invalidf(format string, args ...any) error {
 func notObtainedByCtx(key string, ctxErr error) error {
 	return fmt.Errorf("obtain %q: %w", key, errors.Join(ErrNotObtained, ctxErr))
 }
+
+// ErrAlreadyDone means Once did not run fn because the work for the key was
+// done within its window: a call of Once for the key succeeded less than
+// window ago (counted from that success). It is not ErrNotObtained, which
+// means the work is in progress elsewhere; Once returns ErrAlreadyDone also
+// to callers that waited (WithBlocking) for the run in progress to succeed.
+var ErrAlreadyDone = errors.New("distlock: already done")

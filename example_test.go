@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -23,32 +24,141 @@ func exampleClient() (*redis.Client, func()) {
 	return client, func() { client.Close(); mr.Close() }
 }
 
-// Guard a critical section: obtain, do the work, release. A second caller
-// gets ErrNotObtained at once.
+// A scheduled job fires on every replica of a service: run it once per
+// tick with OncePerTick. Here four replicas' timers fire one after another
+// for the same tick, each after the job already finished on the first one:
+// the tick stays taken after the run, so the job runs once. (A lock held
+// only while the job runs, as Do's, would let each of them run it again.)
 func Example() {
 	client, stop := exampleClient()
 	defer stop()
 	ctx := context.Background()
 
+	runs := 0
+	for replica := 1; replica <= 4; replica++ {
+		locker := distlock.New(client) // one per replica (process)
+		_, err := locker.OncePerTick(ctx, "report", time.Minute, func(ctx context.Context, tick time.Time) error {
+			runs++ // build the report for this tick
+			return nil
+		})
+		if err != nil {
+			fmt.Println("error:", err)
+		}
+	}
+	fmt.Println("runs this tick:", runs)
+	// Output:
+	// runs this tick: 1
+}
+
+// Guard a critical section: obtain, do the work, release. A second caller
+// gets ErrNotObtained at once while the lock is held. (A lock says "in
+// progress", not "done": to run something once, use Once or OncePerTick.)
+func Example_obtain() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
 	locker := distlock.New(client)
-	lock, err := locker.Obtain(ctx, "pay:user42:order7", distlock.WithTTL(10*time.Second))
+	lock, err := locker.Obtain(ctx, "stock:sku1", distlock.WithTTL(10*time.Second))
 	if err != nil {
 		fmt.Println("obtain:", err)
 		return
 	}
-	fmt.Println("payment submitted once")
+	fmt.Println("holding the lock")
 
-	_, err = locker.Obtain(ctx, "pay:user42:order7")
+	_, err = locker.Obtain(ctx, "stock:sku1")
 	if errors.Is(err, distlock.ErrNotObtained) {
-		fmt.Println("double click: already in progress")
+		fmt.Println("second caller: in progress elsewhere")
 	}
 
 	if err := lock.Release(ctx); err != nil {
 		fmt.Println("release:", err)
 	}
 	// Output:
-	// payment submitted once
-	// double click: already in progress
+	// holding the lock
+	// second caller: in progress elsewhere
+}
+
+// A payment submitted twice is charged once: Once remembers that the work
+// was done for the window (here a day, counted from the success), so a
+// second click after the first one finished gets ErrAlreadyDone; a click
+// while the first is running gets ErrNotObtained. If the charge fails, the
+// key is freed and the next click tries again.
+func ExampleLocker_Once() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+	locker := distlock.New(client)
+
+	pay := func(click int) {
+		err := locker.Once(ctx, "pay:user42:order7", 24*time.Hour, func(ctx context.Context) error {
+			fmt.Printf("click %d: charging the card\n", click)
+			return nil
+		})
+		switch {
+		case errors.Is(err, distlock.ErrAlreadyDone):
+			fmt.Printf("click %d: already paid\n", click)
+		case errors.Is(err, distlock.ErrNotObtained):
+			fmt.Printf("click %d: payment in progress\n", click)
+		case err != nil:
+			fmt.Printf("click %d: failed: %v\n", click, err)
+		}
+	}
+	pay(1)
+	pay(2) // 0.7s later, or a day minus a second later: same answer
+	// Output:
+	// click 1: charging the card
+	// click 2: already paid
+}
+
+// Cache stampede: when a hot entry expires, one request rebuilds it and the
+// others wait for the outcome (WithBlocking), woken the moment the rebuild
+// ends: after a success they get ErrAlreadyDone and read the fresh entry;
+// had it failed, one of them would rebuild instead. The window is the
+// entry's lifetime.
+func ExampleLocker_Once_cacheStampede() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	var mu sync.Mutex
+	rebuilds := 0
+	get := func(locker *distlock.Locker) (string, error) {
+		if v, err := client.Get(ctx, "cache:home").Result(); err == nil {
+			return v, nil
+		}
+		err := locker.Once(ctx, "rebuild:cache:home", time.Minute, func(ctx context.Context) error {
+			mu.Lock()
+			rebuilds++
+			mu.Unlock()
+			return client.Set(ctx, "cache:home", "<html>", time.Minute).Err()
+		}, distlock.WithBlocking())
+		if err != nil && !errors.Is(err, distlock.ErrAlreadyDone) {
+			return "", err
+		}
+		return client.Get(ctx, "cache:home").Result()
+	}
+
+	var wg sync.WaitGroup
+	pages := make([]string, 5)
+	for i := range pages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			page, err := get(distlock.New(client))
+			if err != nil {
+				page = err.Error()
+			}
+			pages[i] = page
+		}()
+	}
+	wg.Wait()
+	fmt.Println("rebuilds:", rebuilds)
+	fmt.Println("pages:", pages)
+	// Output:
+	// rebuilds: 1
+	// pages: [<html> <html> <html> <html> <html>]
 }
 
 // Do runs a job under the lock with auto-refresh; the job's ctx is cancelled
@@ -216,4 +326,37 @@ func ExampleNewRedlock() {
 	_ = lock.Release(ctx)
 	// Output:
 	// held on a quorum, fence 1
+}
+
+// Code that takes a LockService works with a Locker (one Redis) and a
+// Redlock (a quorum of independent nodes) alike.
+func ExampleLockService() {
+	sendWelcome := func(ctx context.Context, locks distlock.LockService, user string) {
+		err := locks.Once(ctx, "welcome:"+user, 30*24*time.Hour, func(ctx context.Context) error {
+			fmt.Println("sending the welcome mail to", user)
+			return nil
+		})
+		if errors.Is(err, distlock.ErrAlreadyDone) {
+			fmt.Println("already welcomed", user)
+		}
+	}
+
+	client, stop := exampleClient()
+	defer stop()
+	var nodes []redis.UniversalClient
+	for i := 0; i < 3; i++ {
+		node, stop := exampleClient()
+		defer stop()
+		nodes = append(nodes, node)
+	}
+	ctx := context.Background()
+	for _, locks := range []distlock.LockService{distlock.New(client), distlock.NewRedlock(nodes)} {
+		sendWelcome(ctx, locks, "ada")
+		sendWelcome(ctx, locks, "ada")
+	}
+	// Output:
+	// sending the welcome mail to ada
+	// already welcomed ada
+	// sending the welcome mail to ada
+	// already welcomed ada
 }

@@ -118,10 +118,14 @@ type retryOption struct{ s RetryStrategy }
 func (r retryOption) apply(o *options) { o.retry = r.s }
 func (r retryOption) String() string   { return fmt.Sprintf("WithRetry(%v)", r.s) }
 
-// WithRetry sets how Obtain retries while the lock is held by someone else.
-// Default NoRetry(): one attempt, then ErrNotObtained. A nil strategy makes
-// Obtain fail with ErrInvalidArgument. With WithBlocking the strategy's
-// delays are the polling interval and its limit is ignored.
+// WithRetry sets how Obtain retries while the lock is held by someone else:
+// its delays are the pauses between attempts, and when it gives up Obtain
+// returns ErrNotObtained. Default NoRetry(): one attempt. A nil strategy
+// makes Obtain fail with ErrInvalidArgument. With WithBlocking a caller is
+// woken by releases instead; the strategy's delays are then only the
+// fallback re-check interval, in case a wake-up was missed (default: a
+// jittered 200ms doubling to 2s), and its limit does not apply: the wait
+// ends with ctx.
 func WithRetry(s RetryStrategy) Option { return retryOption{s} }
 
 type blockingOption bool
@@ -135,8 +139,9 @@ func (b blockingOption) String() string   { return "WithBlocking()" }
 //
 // A blocked caller does not poll: it is woken the moment the lock is
 // released (the release publishes on the lock's channel), when the
-// holder's TTL runs out, or at the latest after the retry strategy's delay
-// (default: a jittered 200ms doubling to 2s). Blocked callers of one Locker
+// holder's TTL runs out, or, as a fallback in case a wake-up was missed,
+// after the retry strategy's delay (WithRetry; default without one: a
+// jittered 200ms doubling to 2s). Blocked callers of one Locker
 // for one key queue in arrival order and send one attempt per wake-up
 // between them. When a holder of the same Locker releases the key, the
 // release hands the lock straight to the first of them, at most 7 times in
@@ -314,4 +319,18 @@ func (l limitRetry) String() string { return fmt.Sprintf("LimitRetry(%v, %d)", l
 // max ≤ 0 means no retry; a nil s means no retry.
 func LimitRetry(s RetryStrategy, max int) RetryStrategy {
 	return limitRetry{s: s, max: max}
+}
+
+// rejectOptions returns an error matching ErrInvalidArgument that names the
+// first of opts, the options given to one call, for which bad reports that
+// the call cannot honour it (see "Options and calls" in the package doc).
+// Defaults given to New or NewRedlock are not checked: they serve every
+// call, and a call they do not apply to leaves them out.
+func rejectOptions(call string, opts []Option, bad func(Option) bool) error {
+	for _, opt := range opts {
+		if opt != nil && bad(opt) {
+			return invalidf("%v does not apply to %s", opt, call)
+		}
+	}
+	return nil
 }

@@ -46,3 +46,14 @@ var (
 	_ runner = (*redis.ClusterClient)(nil)
 	_ runner = (*redis.AutoPipeliner)(nil)
 )
+
+// Once's scripts (once.go).
+var (
+	//go:embed scripts/once_acquire.lua
+	onceAcquireSrc string
+	//go:embed scripts/once_finish.lua
+	onceFinishSrc string
+
+	onceAcquireScript = redis.NewScript(onceAcquireSrc)
+	onceFinishScript  = redis.NewScript(onceFinishSrc)
+)

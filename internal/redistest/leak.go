@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,12 +18,34 @@ var DefaultLeakMarkers = []string{
 	"github.com/redis/go-redis",
 }
 
-// RunAndCheckLeaks runs m's tests and returns the exit code for os.Exit:
-// when they passed, it waits up to 5s for every goroutine whose stack
-// mentions one of DefaultLeakMarkers or of extra to end, and fails the run,
-// printing their stacks, when some are left.
+// skippedNoRedis counts the tests of this test binary skipped because
+// redis-server is missing.
+var skippedNoRedis atomic.Int64
+
+// skipReport is the one line that tells how many tests were skipped for
+// lack of redis-server, or "" when none was.
+func skipReport() string {
+	n := skippedNoRedis.Load()
+	if n == 0 {
+		return ""
+	}
+	tests := "tests"
+	if n == 1 {
+		tests = "test"
+	}
+	return fmt.Sprintf("redistest: %d %s skipped: no redis-server (install it or set REDIS_SERVER; DISTLOCK_REQUIRE_REDIS=1 makes them fail)\n", n, tests)
+}
+
+// RunAndCheckLeaks runs m's tests and returns the exit code for os.Exit.
+// It prints one line with the number of tests skipped for lack of
+// redis-server, when there were any (go test shows a passing package's
+// output with -v, or when run without package arguments in its
+// directory). When the tests passed, it waits up to 5s for every goroutine
+// whose stack mentions one of DefaultLeakMarkers or of extra to end, and
+// fails the run, printing their stacks, when some are left.
 func RunAndCheckLeaks(m *testing.M, extra ...string) int {
 	code := m.Run()
+	fmt.Print(skipReport())
 	if code != 0 {
 		return code
 	}

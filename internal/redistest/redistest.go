@@ -6,7 +6,8 @@
 //
 // The redis-server binary is taken from $REDIS_SERVER or found on PATH. When
 // it is missing, tests that need it are skipped with a message, or fail when
-// DISTLOCK_REQUIRE_REDIS=1 (see [Required]).
+// DISTLOCK_REQUIRE_REDIS=1 (see [Required]); [RunAndCheckLeaks] then prints
+// one line with the number of tests skipped.
 //
 // Every goroutine the package starts (one waiter per redis-server process,
 // the accept loop and copiers of a [Proxy]) is stopped and waited for before
@@ -72,6 +73,7 @@ func missing(t testing.TB, format string, args ...any) {
 	if Required() {
 		t.Fatalf("redistest: %s (DISTLOCK_REQUIRE_REDIS=1)", msg)
 	}
+	skippedNoRedis.Add(1)
 	t.Skipf("redistest: %s; skipping (set DISTLOCK_REQUIRE_REDIS=1 to fail instead)", msg)
 }
 

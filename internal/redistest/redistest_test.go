@@ -35,6 +35,10 @@ func isTimeout(err error) bool {
 }
 
 func TestBinaryMissingSkips(t *testing.T) {
+	before := skippedNoRedis.Load()
+	// This skip is the test's own doing: it must not count in the run's
+	// report of tests skipped for lack of Redis.
+	defer skippedNoRedis.Add(-1)
 	var sub *testing.T
 	t.Run("missing", func(t *testing.T) {
 		sub = t
@@ -45,6 +49,32 @@ func TestBinaryMissingSkips(t *testing.T) {
 	})
 	if !sub.Skipped() {
 		t.Error("Binary did not skip when REDIS_SERVER is missing")
+	}
+	if got := skippedNoRedis.Load() - before; got != 1 {
+		t.Errorf("skips counted = %d, want 1", got)
+	}
+	line := skipReport()
+	if !strings.Contains(line, "skipped") || strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+		t.Errorf("skip report is not one line: %q", line)
+	}
+}
+
+// TestSkipReport: the report is one line naming the count, and empty when
+// nothing was skipped for lack of Redis.
+func TestSkipReport(t *testing.T) {
+	saved := skippedNoRedis.Load()
+	defer skippedNoRedis.Store(saved)
+	skippedNoRedis.Store(0)
+	if got := skipReport(); got != "" {
+		t.Errorf("report with no skips = %q, want none", got)
+	}
+	skippedNoRedis.Store(3)
+	if got := skipReport(); !strings.HasPrefix(got, "redistest: 3 tests skipped") || strings.Count(got, "\n") != 1 {
+		t.Errorf("report = %q", got)
+	}
+	skippedNoRedis.Store(1)
+	if got := skipReport(); !strings.HasPrefix(got, "redistest: 1 test skipped") {
+		t.Errorf("report = %q", got)
 	}
 }
 
@@ -124,7 +154,11 @@ func TestCleanupStopsPausedServer(t *testing.T) {
 		t.TempDir() // its removal is registered first, so it runs last
 		var s *Server
 		t.Cleanup(func() {
-			// Runs after the server's own cleanup.
+			// Runs after the server's own cleanup; s is nil when Start
+			// skipped (no redis-server) or failed.
+			if s == nil {
+				return
+			}
 			if s.Pid() != 0 {
 				t.Fatalf("server still running after cleanup, pid %d", s.Pid())
 			}

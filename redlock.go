@@ -205,6 +205,9 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o, err := callOptions(r.opts, key, opts)
+	if err == nil && o.repl.n > 0 {
+		err = invalidf("WithReplicas applies to a Locker: a Redlock's nodes are independent primaries")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}

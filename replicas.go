@@ -76,7 +76,8 @@ func (r replicasOption) String() string {
 // Sentinel, those of the current primary. It needs a *redis.Client (plain
 // or Sentinel failover client) or a *redis.ClusterClient; on a Redlock, and
 // with a timeout not below the TTL, n < 1 or timeout ≤ 0, calls fail with
-// ErrInvalidArgument. Keep timeout below the client's ReadTimeout.
+// ErrInvalidArgument, and so do they with a timeout not below the client's
+// ReadTimeout (go-redis reads the reply within ReadTimeout).
 func WithReplicas(n int, timeout time.Duration) Option {
 	return replicasOption{n: n, timeout: timeout}
 }
@@ -100,6 +101,10 @@ func (lk *Locker) replicated(ctx context.Context, r replication, script *redis.S
 	node, err := replicaNode(ctx, lk.conns.client, keys[0])
 	if err != nil {
 		return nil, 0, err
+	}
+	if rt := node.Options().ReadTimeout; rt > 0 && r.timeout >= rt {
+		// go-redis reads a pipeline's replies within ReadTimeout.
+		return nil, 0, invalidf("WithReplicas timeout %v is not below the client's ReadTimeout %v", r.timeout, rt)
 	}
 	for loaded := false; ; loaded = true {
 		pipe := node.Pipeline()

@@ -52,7 +52,8 @@ func TestReplicasObtainNotAcknowledged(t *testing.T) {
 	rs.Replicas[0].Resume(t)
 	// Once the resumed replica has caught up with everything so far:
 	assert.EqualValues(t, 1, primary.Exec(t, "WAIT", 1, 5000))
-	l, err := lk.Obtain(ctx, "r", repl, distlock.WithFencing())
+	// (a timeout that a loaded machine cannot miss where success is expected)
+	l, err := lk.Obtain(ctx, "r", distlock.WithReplicas(1, 800*time.Millisecond), distlock.WithFencing())
 	require.NoError(t, err)
 	assert.Equal(t, l.Token(), rs.Replicas[0].Exec(t, "GET", "distlock:{r}"), "acknowledged: on the replica")
 	require.NoError(t, l.Release(ctx))
@@ -67,11 +68,12 @@ func TestReplicasRefreshNotAcknowledged(t *testing.T) {
 	rs := redistest.StartReplicated(t, 1)
 	lk := distlock.New(rs.Primary.Client(t))
 	ctx := context.Background()
-	repl := distlock.WithReplicas(1, 50*time.Millisecond)
-
-	l, err := lk.Obtain(ctx, "refresh", repl, distlock.WithTTL(2*time.Second))
+	// Timeouts long enough that a loaded machine's replica answers in time
+	// while it runs.
+	l, err := lk.Obtain(ctx, "refresh", distlock.WithReplicas(1, 500*time.Millisecond), distlock.WithTTL(10*time.Second))
 	require.NoError(t, err)
-	auto, err := lk.Obtain(ctx, "auto", repl, distlock.WithTTL(600*time.Millisecond), distlock.WithAutoRefresh())
+	auto, err := lk.Obtain(ctx, "auto", distlock.WithReplicas(1, 400*time.Millisecond),
+		distlock.WithTTL(2*time.Second), distlock.WithAutoRefresh())
 	require.NoError(t, err)
 	require.NoError(t, l.Refresh(ctx, 0), "acknowledged refresh")
 
@@ -108,6 +110,7 @@ func TestReplicasInvalid(t *testing.T) {
 		distlock.WithReplicas(1, 0),
 		distlock.WithReplicas(1, -time.Second),
 		distlock.WithReplicas(1, 30*time.Second), // not below the default TTL
+		distlock.WithReplicas(1, time.Second),    // not below the client's ReadTimeout (1s)
 	} {
 		_, err := lk.Obtain(ctx, "bad", give)
 		assert.ErrorIs(t, err, distlock.ErrInvalidArgument, "%v", give)

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"testing"
@@ -19,6 +20,10 @@ type Replicated struct {
 	// Former holds the nodes a promotion left behind (the old primary),
 	// until Rejoin makes them replicas again.
 	Former []*Server
+	// Links, from StartReplicatedLinked, are the proxies that Replicas[i]
+	// replicates through: Links[i].Stall(true) holds the replication
+	// stream back, as a slow network does.
+	Links []*Proxy
 }
 
 // replicatedTimeout bounds the waits of StartReplicated and Rejoin.
@@ -38,6 +43,24 @@ func StartReplicated(t testing.TB, n int) *Replicated {
 	return r
 }
 
+// StartReplicatedLinked is StartReplicated with each replica replicating
+// through its own [Proxy] (Links[i]), so that a test can hold the
+// replication stream back while clients still reach every node. Promote
+// and Rejoin are not for it: the links lead to the first primary.
+func StartReplicatedLinked(t testing.TB, n int) *Replicated {
+	t.Helper()
+	r := &Replicated{Primary: Start(t, replicationArgs...)}
+	for range n {
+		link := NewProxy(t, r.Primary.Addr())
+		_, port, _ := net.SplitHostPort(link.Addr())
+		r.Links = append(r.Links, link)
+		r.Replicas = append(r.Replicas, Start(t, slices.Concat(replicationArgs,
+			[]string{"--replicaof", loopback, port})...))
+	}
+	r.WaitSync(t)
+	return r
+}
+
 // WaitSync waits until every replica reports Primary as its master with the
 // replication link up, and fails the test after 15s.
 func (r *Replicated) WaitSync(t testing.TB) {
@@ -45,8 +68,13 @@ func (r *Replicated) WaitSync(t testing.TB) {
 	deadline := time.Now().Add(replicatedTimeout)
 	for {
 		var err error
-		for _, rep := range r.Replicas {
-			if err = replicaInSync(rep, r.Primary); err != nil {
+		for i, rep := range r.Replicas {
+			if i < len(r.Links) {
+				err = linkUp(rep)
+			} else {
+				err = replicaInSync(rep, r.Primary)
+			}
+			if err != nil {
 				break
 			}
 		}
@@ -58,6 +86,19 @@ func (r *Replicated) WaitSync(t testing.TB) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// linkUp checks that replica reports its replication link up.
+func linkUp(replica *Server) error {
+	v, err := replica.do("INFO", "replication")
+	if err != nil {
+		return fmt.Errorf("replica %s: %w", replica.Addr(), err)
+	}
+	info, _ := v.(string)
+	if link := infoField(info, "master_link_status"); link != "up" {
+		return fmt.Errorf("replica %s: master_link_status %q", replica.Addr(), link)
+	}
+	return nil
 }
 
 // Promote makes Replicas[i] a primary at once (REPLICAOF NO ONE), as a

@@ -90,11 +90,108 @@ func (c *promotionCounts) trial(t *testing.T, rs *redistest.Replicated, key stri
 	switch {
 	case err == nil:
 		if old != nil {
+			if !time.Now().Before(old.ValidUntil()) {
+				t.Fatalf("%s: the old lock's validity ran out before the promotion ended: make the TTL longer", key)
+			}
 			c.twice++
 		}
 	case !errors.Is(err, distlock.ErrNotObtained):
 		t.Fatalf("%s: second client: %v", key, err)
 	case old != nil:
+		wctx, cancel := context.WithTimeout(ctx, 3*ttl)
+		next, err = b.Obtain(wctx, key, distlock.WithTTL(ttl), distlock.WithFencing(), distlock.WithBlocking())
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: next holder: %v", key, err)
+		}
+	}
+	if old != nil && next.Fence() <= old.Fence() {
+		c.fenceNotAbove++
+	}
+	if next != nil {
+		_ = next.Release(ctx)
+	}
+}
+
+// TestClusterFailoverTrials: a 3-master Redis Cluster with one replica per
+// master. A lock is taken, then the key's replica is promoted at once with
+// CLUSTER FAILOVER (a manual failover: the replica first catches up with
+// its master), and a second client tries the lock; without and with
+// WithReplicas(1, …). With
+// WithReplicas: never granted twice, and the first new holder's fence is
+// above the old holder's.
+func TestClusterFailoverTrials(t *testing.T) {
+	trials := trialsFor(1, 20)
+	// Long against a failover (the wait includes the old master's resync),
+	// so that the lock does not simply expire meanwhile.
+	const ttl = 5 * time.Second
+	cl := redistest.StartClusterWithReplicas(t, 3)
+	for _, acked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replicas=%v", acked), func(t *testing.T) {
+			opts := []distlock.Option{distlock.WithTTL(ttl), distlock.WithFencing()}
+			if acked {
+				opts = append(opts, distlock.WithReplicas(1, 200*time.Millisecond))
+			}
+			var c promotionCounts
+			for i := range trials {
+				c.clusterTrial(t, cl, fmt.Sprintf("cf-%v-%d", acked, i), ttl, acked, opts)
+			}
+			t.Logf("RESULT %s: trials=%d ttl=%v: obtained %d, refused for want of acknowledgement %d, "+
+				"granted twice %d, first new holder's fence not above the old one %d",
+				t.Name(), trials, ttl, c.granted, c.refused, c.twice, c.fenceNotAbove)
+			if acked && (c.twice > 0 || c.fenceNotAbove > 0) {
+				t.Errorf("with WithReplicas: %d double grants, %d fences not above the old holder's", c.twice, c.fenceNotAbove)
+			}
+		})
+	}
+}
+
+// clusterTrial is one trial of TestClusterFailoverTrials.
+func (c *promotionCounts) clusterTrial(t *testing.T, cl *redistest.Cluster, key string, ttl time.Duration, acked bool, opts []distlock.Option) {
+	t.Helper()
+	ctx := context.Background()
+	cc := cl.Client(t)
+	old, err := distlock.New(cc).Obtain(ctx, key, opts...)
+	switch {
+	case err == nil:
+		c.granted++
+	case acked && errors.Is(err, distlock.ErrNotReplicated):
+		c.refused++
+	default:
+		t.Fatalf("%s: obtain: %v", key, err)
+	}
+	node, err := cc.MasterForKey(ctx, "distlock:{"+key+"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := -1
+	for i, n := range cl.Nodes {
+		if n.Addr() == node.Options().Addr {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		t.Fatalf("%s: no master %s", key, node.Options().Addr)
+	}
+	cl.Failover(t, idx, false)
+
+	b := distlock.New(cl.Client(t))
+	next, err := b.Obtain(ctx, key, distlock.WithTTL(ttl), distlock.WithFencing())
+	switch {
+	case err == nil:
+		if old != nil {
+			if !time.Now().Before(old.ValidUntil()) {
+				t.Fatalf("%s: the old lock's validity ran out during the failover: make the TTL longer", key)
+			}
+			c.twice++
+		}
+	case !errors.Is(err, distlock.ErrNotObtained):
+		t.Fatalf("%s: second client: %v", key, err)
+	case old != nil:
+		// The old holder's client follows the slot to the new master.
+		if err := old.Release(ctx); err != nil {
+			t.Fatalf("%s: release on the new master: %v", key, err)
+		}
 		wctx, cancel := context.WithTimeout(ctx, 3*ttl)
 		next, err = b.Obtain(wctx, key, distlock.WithTTL(ttl), distlock.WithFencing(), distlock.WithBlocking())
 		cancel()

@@ -22,7 +22,28 @@ var (
 	// nil retry strategy, no client or a nil client. The message names the
 	// problem.
 	ErrInvalidArgument = errors.New("distlock: invalid argument")
+
+	// ErrNotReplicated means fewer replicas acknowledged a write of the lock
+	// than WithReplicas asked for within its timeout. An Obtain that fails
+	// this way has given the unacknowledged lock back; a Refresh that fails
+	// this way did not move ValidUntil. The error is a *ReplicationError,
+	// which tells how many acknowledged.
+	ErrNotReplicated = errors.New("distlock: not replicated")
 )
+
+// ReplicationError is the error of a lock write that fewer replicas than
+// WithReplicas asked for acknowledged in time. It matches ErrNotReplicated.
+type ReplicationError struct {
+	Acked  int // replicas that acknowledged the write
+	Wanted int // replicas WithReplicas asked for
+}
+
+func (e *ReplicationError) Error() string {
+	return fmt.Sprintf("%v: %d of %d replicas acknowledged", ErrNotReplicated, e.Acked, e.Wanted)
+}
+
+// Is reports whether target is ErrNotReplicated.
+func (e *ReplicationError) Is(target error) bool { return target == ErrNotReplicated }
 
 // Reasons a lock ends without the holder's Release; all match ErrNotHeld.
 var (

@@ -61,7 +61,9 @@ func (w *waiters) claim(rk string) *ticket {
 	if rm == nil {
 		return nil
 	}
-	if rm.parked == nil || rm.parked.heir.ctx.Err() != nil || rm.handovers >= maxHandovers {
+	if rm.parked == nil || rm.parked.heir.ctx.Err() != nil || rm.handovers >= maxHandovers ||
+		rm.parked.heir.o.repl.n > 0 { // a hand-over is not acknowledged by replicas
+
 		rm.handovers = 0
 		return nil
 	}

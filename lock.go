@@ -116,9 +116,17 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	// a fence, to re-attach a caller's token, or to learn the holder's TTL
 	// so that a blocked caller never sleeps past the holder's expiry.
 	plain := !o.fencing && o.token == "" && !o.blocking
+	var notReplicated error // the last attempt's, while retries are left
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
 		start := time.Now()
+		notReplicated = nil
 		ok, fence, holderTTL, err := lk.acquire(ctx, plain, rk, token, o)
+		if errors.Is(err, ErrNotReplicated) {
+			// The lock was given back: retried like contention, with the
+			// strategy's delay (holder TTL unknown).
+			notReplicated = err
+			return nil, -1, nil
+		}
 		if err != nil {
 			if o.token == "" {
 				// Only a fresh token is surely ours alone: a caller's
@@ -139,12 +147,20 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, 0, nil
 	}
-	return obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, token: token, o: o})
+	l, err := obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, token: token, o: o})
+	if err != nil && notReplicated != nil && ctx.Err() == nil {
+		// The last attempt failed for want of replicas, not contention.
+		return nil, fmt.Errorf("obtain %q: %w", key, notReplicated)
+	}
+	return l, err
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
 // the current holder when known, else -1.
 func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, err error) {
+	if o.repl.n > 0 {
+		return lk.acquireReplicated(ctx, rk, token, o)
+	}
 	run := lk.conns.get()
 	defer lk.conns.done()
 	if plain {
@@ -229,6 +245,9 @@ func withAutoRefresh(opts []Option) []Option {
 // The node backend: the Lock's Redis operations on one deployment.
 
 func (lk *Locker) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
+	if l.repl.n > 0 {
+		return lk.refreshReplicated(ctx, l, ttl)
+	}
 	run := lk.conns.get()
 	defer lk.conns.done()
 	n, err := refreshScript.Run(ctx, run, []string{l.rkey}, l.token, ttl.Milliseconds()).Int64()
@@ -299,6 +318,7 @@ type Lock struct {
 	fence  int64
 	ttl    time.Duration
 	drift  float64
+	repl   replication // WithReplicas: acknowledged refreshes
 	onLost func(error) // set by guard; called once on loss
 
 	refreshMu sync.Mutex // serialises refreshes, so validity follows the last one
@@ -322,7 +342,7 @@ func newLock(b backend, key, rkey, token string, fence int64, o options, start t
 	if !time.Now().Before(until) {
 		return nil
 	}
-	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, validUntil: until}
+	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, repl: o.repl, validUntil: until}
 	if o.autoRefresh {
 		l.mu.Lock()
 		l.makeDoneLocked()

@@ -44,6 +44,7 @@ type options struct {
 	drift       float64
 	nodeTimeout time.Duration
 	pipelining  bool
+	repl        replication
 }
 
 func defaultOptions() options {
@@ -98,7 +99,7 @@ func (o options) validate() error {
 	case o.nodeTimeout <= 0:
 		return invalidf("node timeout must be positive, got %v", o.nodeTimeout)
 	}
-	return nil
+	return o.repl.check(o.ttl)
 }
 
 type ttlOption time.Duration

@@ -14,6 +14,7 @@ import (
 // So a single caller keeps the plain client's latency and allocations,
 // while concurrent callers get pipelining.
 type conns struct {
+	client   redis.UniversalClient
 	plain    runner
 	ap       runner // nil without pipelining
 	inflight atomic.Int32
@@ -23,7 +24,7 @@ type conns struct {
 // its autopipeliner and falls back to plain calls when there is none (a
 // redis.Ring).
 func newConns(client redis.UniversalClient, pipelining bool) *conns {
-	c := &conns{plain: client}
+	c := &conns{client: client, plain: client}
 	if pipelining {
 		if ap, err := client.AutoPipeline(); err == nil {
 			c.ap = ap

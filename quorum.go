@@ -130,12 +130,12 @@ type rlNode struct {
 const (
 	scriptAcquire = iota
 	scriptRelease
-	scriptRefresh
 	scriptPTTL
 	scriptRaiseFence
+	scriptRefreshHeal
 )
 
-const allScripts = 1<<(scriptRaiseFence+1) - 1
+const allScripts = 1<<(scriptRefreshHeal+1) - 1
 
 func (nd *rlNode) needsEval(id uint8) bool { return nd.eval.Load()&(1<<id) != 0 }
 

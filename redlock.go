@@ -205,6 +205,9 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o, err := callOptions(r.opts, key, opts)
+	if err == nil && o.repl.n > 0 {
+		err = invalidf("WithReplicas applies to a Locker: a Redlock's nodes are independent primaries")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
@@ -405,25 +408,29 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 
 func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }
 
-// countHeld classifies the 1/0 answers of the refresh and release scripts.
+// countHeld classifies the answers of the refresh and release scripts: 1
+// (done) and 2 (refresh took the key again) are held, 0 is not.
 func countHeld(_ int, cmd *redis.Cmd) (verdict, error) {
 	switch n, err := cmd.Int64(); {
 	case err != nil:
 		return vFailed, err
-	case n == 1:
+	case n == 1 || n == 2:
 		return vOK, nil
 	}
 	return vRefused, nil
 }
 
 // refresh extends the lock on every node and needs a quorum within the
-// lock's validity: no node is waited for past ValidUntil.
+// lock's validity: no node is waited for past ValidUntil. A node where the
+// key is free (it restarted empty, or the key expired there during a
+// partition) is given the key again, so the quorum regains its margin; a
+// node where another token holds the key is left alone.
 func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
 	timeout := min(b.nodeTimeout, ttl/10, time.Until(l.ValidUntil()))
 	if timeout <= 0 {
 		return errExpired
 	}
-	op := nodeOp{script: refreshScript, src: refreshSrc, id: scriptRefresh, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
+	op := nodeOp{script: refreshHealScript, src: refreshHealSrc, id: scriptRefreshHeal, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
 	res := b.r.fanOut(ctx, timeout, untilQuorum, nil, &op, countHeld)
 	return b.r.holdOutcome("refresh", res)
 }

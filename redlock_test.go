@@ -588,3 +588,59 @@ func TestRedlockBadInput(t *testing.T) {
 		assert.ErrorIs(t, err, distlock.ErrInvalidArgument, tt.name)
 	}
 }
+
+// TestRedlockRefreshHealsRestartedNodes: five nodes; during an
+// auto-refreshed hold, two nodes are killed and restarted empty, one after
+// the other. After the next refresh each restarted node holds the key
+// again with the holder's token (the quorum regains its margin), and at no
+// point does another client obtain the lock. A node where another token
+// holds the key is never overwritten.
+func TestRedlockRefreshHealsRestartedNodes(t *testing.T) {
+	srvs := redistest.StartN(t, 5)
+	ctx := context.Background()
+	const ttl = 8 * rlNodeTimeout
+	a := newRL(t, srvs)
+	b := newRL(t, srvs)
+	l, err := a.Obtain(ctx, "heal", distlock.WithTTL(ttl), distlock.WithAutoRefresh())
+	require.NoError(t, err)
+
+	// b keeps trying throughout: it must never obtain.
+	stop := make(chan struct{})
+	bErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				bErr <- nil
+				return
+			default:
+			}
+			if bl, err := b.Obtain(ctx, "heal", distlock.WithTTL(ttl)); err == nil {
+				_ = bl.Release(ctx)
+				bErr <- errors.New("another client obtained the lock")
+				return
+			}
+		}
+	}()
+	for _, i := range []int{0, 1} {
+		srvs[i].Kill(t)
+		srvs[i].Restart(t)
+		require.Empty(t, rlGet(t, srvs[i], rlKey("heal")), "restarted node should be empty")
+		// A refresh comes every TTL/3: within a TTL the key is back.
+		deadline := time.Now().Add(waitTimeout)
+		for rlGet(t, srvs[i], rlKey("heal")) != l.Token() {
+			require.True(t, time.Now().Before(deadline), "node %d not healed", i)
+			time.Sleep(ttl / 20)
+		}
+	}
+	close(stop)
+	require.NoError(t, <-bErr)
+	require.NoError(t, l.Err())
+
+	// Another token on a node is left alone: the refresh counts it as not
+	// held, and still succeeds on the other four.
+	srvs[2].Exec(t, "SET", rlKey("heal"), "someone-else")
+	require.NoError(t, l.Refresh(ctx, 0))
+	assert.Equal(t, "someone-else", rlGet(t, srvs[2], rlKey("heal")))
+	require.NoError(t, l.Release(ctx))
+}

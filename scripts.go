@@ -22,12 +22,17 @@ var (
 	pttlSrc string
 	//go:embed scripts/transfer.lua
 	transferSrc string
+	//go:embed scripts/refresh_heal.lua
+	refreshHealSrc string
 
 	acquireScript  = redis.NewScript(acquireSrc)
 	releaseScript  = redis.NewScript(releaseSrc)
 	refreshScript  = redis.NewScript(refreshSrc)
 	pttlScript     = redis.NewScript(pttlSrc)
 	transferScript = redis.NewScript(transferSrc)
+	// refreshHealScript is the Redlock's refresh: it also re-takes the key
+	// on a node that lost it.
+	refreshHealScript = redis.NewScript(refreshHealSrc)
 )
 
 // pttlNotHeld is what pttl.lua answers when the token does not hold the lock.

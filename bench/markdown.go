@@ -95,6 +95,13 @@ func (b *bench) markdown() string {
 	w("**C16** — the same measurement in the usual deployment shape: %d lockers, each on its own client, × %d goroutine, so that every hand-off crosses processes and no in-process coalescing or hand-over applies. "+
 		"Compared with redislock `LinearBackoff(1ms)`, the fastest peer in C1.\n\n", c1Shape16x1.lockers, c1Shape16x1.goroutines)
 	contentionTables("C16")
+	w("**U1R** — the cost of replica acknowledgement: U1's uncontended cycle on a primary with one replica (two of the Redlock nodes, made primary and replica for this row), "+
+		"distlock plain against distlock `WithReplicas(1, %v)`, whose every acquisition runs its script and `WAIT 1` in one round trip; the ratio is with ÷ without.\n\n", u1rTimeout)
+	for _, g := range []int{1, 50} {
+		if t := b.detailTable(fmt.Sprintf("U1R/%d", g), []string{"rate"}, []string{"cycles/s"}, []string{"rate"}); t != "" {
+			w("U1R, %d goroutine(s):\n\n%s\n", g, t)
+		}
+	}
 	w("**S1** — %d locks obtained with `WithAutoRefresh()` and TTL %v on one node, held for %v (one run). "+
 		"A lock counts as lost when its Done closed during the hold, when its key no longer held its token at the end, or when Release answered ErrNotHeld. "+
 		"Refresh commands/s are the commands the client sent during the hold. Client CPU is getrusage(RUSAGE_SELF) user+system over the hold; Redis CPU from INFO cpu.\n\n",
@@ -106,7 +113,7 @@ func (b *bench) markdown() string {
 	}
 	w("## How to reproduce\n\n")
 	w("Needs Go, `redis-server` and `redis-benchmark` on PATH (or `REDIS_SERVER` set to the server binary).\n\n")
-	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
+	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, U1R, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
 	return sb.String()
 }
 

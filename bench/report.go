@@ -117,6 +117,15 @@ func (b *bench) rows() []row {
 				ours: s.med(subjOursNoPipe, "cpu"), peer: subjRedislock, peerV: s.med(subjRedislock, "cpu"), unit: "us", ratio: true},
 		)
 	}
+	for _, g := range []int{1, 50} {
+		s := b.sets[fmt.Sprintf("U1R/%d", g)]
+		if s == nil {
+			continue
+		}
+		rows = append(rows, row{id: "U1R", metric: fmt.Sprintf("cycles/s, %d goroutine(s), primary with one replica", g),
+			ours: s.med(subjOursReplicas, "rate"), peer: subjOursOnReplicated, peerV: s.med(subjOursOnReplicated, "rate"),
+			unit: "rate", ratio: true})
+	}
 	if s := b.sets["A1"]; s != nil {
 		rows = append(rows,
 			row{id: "A1", metric: "allocs per cycle", ours: s.med(subjOurs, "allocs"), peer: subjRedislock,

@@ -3,6 +3,7 @@ package reliability_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -18,14 +19,32 @@ import (
 // how often a second client obtains the lock on the new primary, and
 // checks that the fenced store refuses every write from a holder whose
 // fence is not above the highest it has seen.
+//
+// With WithReplicas(1, …) (the second run) a lock that Obtain returned has
+// reached the replica, so the second client must never get it, and the
+// next holder after the old one's release must draw a fence above the old
+// holder's.
 func TestSentinelFailover(t *testing.T) {
+	for _, acked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replicas=%v", acked), func(t *testing.T) { sentinelFailover(t, acked) })
+	}
+}
+
+func sentinelFailover(t *testing.T, acked bool) {
 	trials := trialsFor(1, 5)
+	if acked {
+		trials = trialsFor(1, 20)
+	}
 	s := redistest.StartSentinel(t)
 	store := redistest.Start(t)
 	st := store.Client(t)
 	const ttl = 3 * time.Second
 	ctx := context.Background()
-	var survived, lostReported, grantedTwice, newRefused, staleRefused int
+	var survived, lostReported, grantedTwice, newRefused, staleRefused, fenceNotAbove int
+	opts := []distlock.Option{distlock.WithTTL(ttl), distlock.WithFencing(), distlock.WithAutoRefresh()}
+	if acked {
+		opts = append(opts, distlock.WithReplicas(1, 500*time.Millisecond))
+	}
 	for i := range trials {
 		if i > 0 {
 			// The former primary becomes a replica about 10s after a
@@ -35,7 +54,7 @@ func TestSentinelFailover(t *testing.T) {
 		key := "failover-" + string(rune('a'+i))
 		a := distlock.New(s.FailoverClient(t))
 		b := distlock.New(s.FailoverClient(t))
-		old, err := a.Obtain(ctx, key, distlock.WithTTL(ttl), distlock.WithFencing(), distlock.WithAutoRefresh())
+		old, err := a.Obtain(ctx, key, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,10 +102,26 @@ func TestSentinelFailover(t *testing.T) {
 			survived++
 		}
 		_ = old.Release(ctx)
+		if acked {
+			// The fence counter made it across with the lock: the next
+			// holder draws a fence above the old holder's.
+			next, err := b.Obtain(ctx, key, distlock.WithTTL(ttl), distlock.WithFencing(),
+				distlock.WithRetry(distlock.LimitRetry(distlock.LinearBackoff(50*time.Millisecond), 2*int(ttl/(50*time.Millisecond)))))
+			if err != nil {
+				t.Fatalf("next holder: %v", err)
+			}
+			if next.Fence() <= old.Fence() {
+				fenceNotAbove++
+			}
+			_ = next.Release(ctx)
+		}
 	}
 	t.Logf("RESULT %s: trials=%d ttl=%v: held across the failover %d, loss reported %d, granted to a second client %d "+
-		"(of which the store refused the new holder %d, refused the stale holder %d)",
-		t.Name(), trials, ttl, survived, lostReported, grantedTwice, newRefused, staleRefused)
+		"(of which the store refused the new holder %d, refused the stale holder %d); next holder's fence not above the old one %d",
+		t.Name(), trials, ttl, survived, lostReported, grantedTwice, newRefused, staleRefused, fenceNotAbove)
+	if acked && (grantedTwice > 0 || fenceNotAbove > 0) {
+		t.Errorf("with WithReplicas: granted twice %d, fence not above %d", grantedTwice, fenceNotAbove)
+	}
 	if survived+lostReported != trials {
 		t.Errorf("every trial must end held or reported lost")
 	}

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,6 +28,12 @@ type Cluster struct {
 	// Nodes are the masters; Nodes[i] owns the i-th equal share of the
 	// 16384 slots.
 	Nodes []*Server
+	// Replicas, from StartClusterWithReplicas, are one replica per master:
+	// Replicas[i] replicates Nodes[i]. Failover swaps them.
+	Replicas []*Server
+	// replicating is set once the replicas were told to replicate: WaitOK
+	// then also waits for them to be in sync.
+	replicating bool
 }
 
 // StartCluster starts masters cluster nodes in parallel, each with the
@@ -40,10 +47,27 @@ type Cluster struct {
 // redis-cli is not needed. Nodes are stopped in t.Cleanup.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
+	return startCluster(t, masters, false)
+}
+
+// StartClusterWithReplicas is StartCluster with one replica per master
+// (CLUSTER REPLICATE): Replicas[i] replicates Nodes[i]. It also waits
+// until every replica is in sync.
+func StartClusterWithReplicas(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, true)
+}
+
+func startCluster(t testing.TB, masters int, replicas bool) *Cluster {
+	t.Helper()
 	if masters < 1 {
 		t.Fatalf("redistest: StartCluster(%d): need at least one master", masters)
 	}
-	cfgs := make([]config, masters)
+	n := masters
+	if replicas {
+		n *= 2
+	}
+	cfgs := make([]config, n)
 	for i := range cfgs {
 		cfgs[i] = config{
 			what:    "cluster node",
@@ -57,7 +81,11 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 			},
 		}
 	}
-	c := &Cluster{Nodes: startAll(t, cfgs)}
+	all := startAll(t, cfgs)
+	c := &Cluster{Nodes: all[:masters]}
+	if replicas {
+		c.Replicas = all[masters:]
+	}
 
 	for i, n := range c.Nodes {
 		first, last := i*clusterSlots/masters, (i+1)*clusterSlots/masters-1
@@ -68,11 +96,34 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 		n.Exec(t, args...)
 		n.Exec(t, "CLUSTER", "SET-CONFIG-EPOCH", i+1)
 	}
-	for _, n := range c.Nodes[1:] {
+	for _, n := range all[1:] {
 		c.Nodes[0].Exec(t, "CLUSTER", "MEET", loopback, n.Port())
 	}
 	c.WaitOK(t)
+	for i, r := range c.Replicas {
+		id, _ := c.Nodes[i].Exec(t, "CLUSTER", "MYID").(string)
+		r.Exec(t, "CLUSTER", "REPLICATE", id)
+	}
+	c.replicating = len(c.Replicas) > 0
+	c.WaitOK(t)
 	return c
+}
+
+// Failover runs CLUSTER FAILOVER (a manual failover: the replica first
+// catches up with its master) on Replicas[i], waits until it is a master
+// that every node sees with the cluster ok and its old master is its
+// replica in sync, then swaps Nodes[i] and Replicas[i]. With force, it
+// runs CLUSTER FAILOVER FORCE: no catching up with the master (the old
+// master may take longer than WaitOK allows to become a replica).
+func (c *Cluster) Failover(t testing.TB, i int, force bool) {
+	t.Helper()
+	args := []any{"CLUSTER", "FAILOVER"}
+	if force {
+		args = append(args, "FORCE")
+	}
+	c.Replicas[i].Exec(t, args...)
+	c.Nodes[i], c.Replicas[i] = c.Replicas[i], c.Nodes[i]
+	c.WaitOK(t)
 }
 
 // WaitOK waits up to 15s until every running node reports cluster_state:ok,
@@ -94,8 +145,8 @@ func (c *Cluster) WaitOK(t testing.TB) {
 }
 
 func (c *Cluster) check() error {
-	want := strconv.Itoa(len(c.Nodes))
-	for _, n := range c.Nodes {
+	want := strconv.Itoa(len(c.Nodes) + len(c.Replicas))
+	for _, n := range append(slices.Clone(c.Nodes), c.Replicas...) {
 		if n.Pid() == 0 {
 			continue
 		}
@@ -112,6 +163,21 @@ func (c *Cluster) check() error {
 			if got := infoField(info, field); got != value {
 				return fmt.Errorf("%s: %s:%s, want %s", n.Addr(), field, got, value)
 			}
+		}
+	}
+	for i, r := range c.Replicas {
+		if !c.replicating || r.Pid() == 0 || c.Nodes[i].Pid() == 0 {
+			continue
+		}
+		if err := replicaInSync(r, c.Nodes[i]); err != nil {
+			return err
+		}
+		v, err := c.Nodes[i].do("INFO", "replication")
+		if err != nil {
+			return err
+		}
+		if info, _ := v.(string); infoField(info, "role") != "master" {
+			return fmt.Errorf("%s: not a master yet", c.Nodes[i].Addr())
 		}
 	}
 	return nil

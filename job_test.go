@@ -432,3 +432,61 @@ func TestOncePerTickRealSchedule(t *testing.T) {
 		assert.Len(t, log.get(tick), 1, "tick %d (%v)", k, tick)
 	}
 }
+
+// TestOncePerTickRedlockReplicasFireTogether: eight replicas, each with its
+// own Redlock over the same three nodes, fire at the same instant for 250
+// ticks in a row. When their attempts split the nodes between them (say
+// 1+1+1), no replica reaches a quorum; without a retry every replica then
+// reports "another replica has the tick" and the tick is lost. Every tick
+// must run exactly once.
+func TestOncePerTickRedlockReplicasFireTogether(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	const replicas, ticks = 8, 250
+	const period = time.Second
+	rls := make([]*Redlock, replicas)
+	for i := range rls {
+		clients := make([]redis.UniversalClient, len(srvs))
+		for j, s := range srvs {
+			clients[j] = s.Client(t, func(o *redis.Options) { o.PoolSize = 2 })
+		}
+		rls[i] = NewRedlock(clients, WithNodeTimeout(time.Second))
+		// Connect now, one replica at a time: 24 clients dialling (and
+		// their pipeliners starting) at the first tick would time out on
+		// a loaded machine.
+		l, err := rls[i].Obtain(context.Background(), "warm-up")
+		require.NoError(t, err)
+		require.NoError(t, l.Release(context.Background()))
+	}
+	ctx := context.Background()
+	var log runLog
+	for k := range ticks {
+		tick := tickBase.Add(time.Duration(k) * period)
+		gate := make(chan struct{})
+		var wg sync.WaitGroup
+		var ranCount atomic.Int32
+		errs := make(chan error, replicas)
+		for i := range replicas {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				ran, err := oncePerTick(ctx, rls[i], clock(tick), "together", period, log.fn(fmt.Sprint(i)), []Option{WithTTL(2 * time.Second)})
+				if err != nil {
+					errs <- err
+				}
+				if ran {
+					ranCount.Add(1)
+				}
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("tick %d: %v", k, err)
+		}
+		if n := len(log.get(tick)); n != 1 || ranCount.Load() != 1 {
+			t.Errorf("tick %d: %d runs recorded, %d reported; want 1", k, n, ranCount.Load())
+		}
+	}
+}

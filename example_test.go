@@ -176,9 +176,9 @@ func ExampleLocker_OncePerTick() {
 	// runs: 1
 }
 
-// Lead runs fn while this replica is the leader; fn's ctx is cancelled the
-// moment leadership is lost, and Lead campaigns again until its own ctx
-// ends. Returning from fn resigns.
+// Lead runs fn while this replica is the leader; fn's ctx is cancelled when
+// leadership ends (see Lead for how soon), and Lead campaigns again until
+// its own ctx ends. Returning from fn resigns.
 func ExampleLocker_Lead() {
 	client, stop := exampleClient()
 	defer stop()

@@ -77,9 +77,11 @@ func tickKey(key string, tick time.Time) string {
 type TickClaim struct {
 	lock *Lock
 	tick time.Time
-	end  time.Time     // the tick is kept taken until here (claimer's clock)
-	live time.Duration // the liveness TTL: how soon a loss is noticed
-	now  func() time.Time
+	end  time.Time // the tick is kept taken until here (claimer's wall clock)
+	// endMono is end on the monotonic clock, measured from the moment the
+	// claim read the wall clock: what Finish and the refresher go by.
+	endMono time.Time
+	live    time.Duration // the liveness TTL: how soon a loss is noticed
 
 	stop      context.CancelFunc
 	refresher chan struct{} // closed when the refresher has returned
@@ -99,7 +101,10 @@ func (c *TickClaim) Lock() *Lock { return c.lock }
 // WindowEnd returns the time, on this replica's clock, until which the tick
 // stays taken after Finish: the tick plus one period. Every replica whose
 // clock is less than period/2 behind this one's makes its call for the tick
-// before then (its own clock reaches tick+period/2 first).
+// before then (its own clock reaches tick+period/2 first). The claim goes
+// by the monotonic clock from the moment it read the wall clock: a step of
+// the wall clock after that (NTP, an operator) moves neither the window's
+// end nor the lock's TTL, only what WindowEnd is compared with.
 func (c *TickClaim) WindowEnd() time.Time { return c.end }
 
 // Finish ends the work done under the claim. It stops the refresher (and
@@ -122,7 +127,7 @@ func (c *TickClaim) finish(ctx context.Context) error {
 	if err := c.lock.Err(); err != nil {
 		return fmt.Errorf("finish %q: %w", key, err)
 	}
-	rest := c.end.Sub(c.now())
+	rest := time.Until(c.endMono)
 	if (options{drift: c.lock.drift}).checkTTL(rest) != nil {
 		// The window is over (or about to be): nobody counts this tick any
 		// more, so the key can go.
@@ -143,7 +148,7 @@ func (c *TickClaim) finish(ctx context.Context) error {
 // WindowEnd. Transient errors are retried until the lock's validity runs out.
 func (c *TickClaim) refreshLoop(ctx context.Context) {
 	defer close(c.refresher)
-	c.lock.keepAlive(ctx, c.live, func() time.Duration { return max(c.end.Sub(c.now()), c.live) })
+	c.lock.keepAlive(ctx, c.live, func() time.Duration { return max(time.Until(c.endMono), c.live) })
 }
 
 // ClaimTick claims the current tick of a job that runs every period on
@@ -206,8 +211,10 @@ func (lk *Locker) OncePerTick(ctx context.Context, key string, period time.Durat
 	return oncePerTick(ctx, lk, time.Now, key, period, fn, opts)
 }
 
-// ClaimTick claims the current tick of a job on a quorum of the nodes,
-// exactly as Locker.ClaimTick does on one Redis.
+// ClaimTick claims the current tick of a job on a quorum of the nodes, as
+// Locker.ClaimTick does on one Redis, except that a split vote (replicas
+// firing together, none with a quorum) is retried for a bounded time: see
+// Locker.ClaimTick.
 func (r *Redlock) ClaimTick(ctx context.Context, key string, period time.Duration, opts ...Option) (*TickClaim, error) {
 	return claimTick(ctx, r, time.Now, key, period, opts)
 }
@@ -240,7 +247,7 @@ func claimTick(ctx context.Context, ob obtainer, now func() time.Time, key strin
 	if err := o.checkTTL(period / 2); err != nil {
 		return nil, fmt.Errorf("claim tick of %q: %w", key, invalidf("period %v is too short: %v", period, err))
 	}
-	t := now()
+	t, mono := now(), time.Now()
 	tick := TickOf(t, period)
 	end := tick.Add(period)
 	ttl := max(end.Sub(t), live)
@@ -258,7 +265,7 @@ func claimTick(ctx context.Context, ob obtainer, now func() time.Time, key strin
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	c := &TickClaim{lock: l, tick: tick, end: end, live: live, now: now, stop: stop, refresher: make(chan struct{})}
+	c := &TickClaim{lock: l, tick: tick, end: end, endMono: mono.Add(end.Sub(t)), live: live, stop: stop, refresher: make(chan struct{})}
 	go c.refreshLoop(rctx)
 	return c, nil
 }

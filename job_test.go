@@ -323,16 +323,32 @@ func TestClaimTickFinish(t *testing.T) {
 	})
 
 	t.Run("released after the window", func(t *testing.T) {
-		var jump atomic.Int64
-		base := clock(tickBase)
-		now := func() time.Time { return base().Add(time.Duration(jump.Load())) }
-		c, err := claimTick(ctx, lk, now, "late", period, []Option{WithFencing()})
+		const short = 300 * time.Millisecond
+		c, err := claimTick(ctx, lk, clock(tickBase), "late", short, []Option{WithFencing()})
 		require.NoError(t, err)
-		jump.Store(int64(period + time.Second)) // the job ran past its window
+		<-time.After(short + 100*time.Millisecond) // the job runs past its window
 		require.NoError(t, c.Finish(ctx))
 		n, err := client.Exists(ctx, "distlock:{"+tickKey("late", tickBase)+"}").Result()
 		require.NoError(t, err)
 		assert.Zero(t, n)
+	})
+
+	// The wall clock steps forward past the window (NTP, an operator)
+	// while the job runs. The window is 10s of real time from the tick:
+	// Finish must keep the tick taken for what is left of it, not release
+	// it because the wall clock says the window is over.
+	t.Run("wall-clock step does not end the window", func(t *testing.T) {
+		var jump atomic.Int64
+		base := clock(tickBase)
+		now := func() time.Time { return base().Add(time.Duration(jump.Load())) }
+		c, err := claimTick(ctx, lk, now, "stepped", period, nil)
+		require.NoError(t, err)
+		jump.Store(int64(period + time.Second)) // the step
+		require.NoError(t, c.Finish(ctx))
+		pttl, err := client.PTTL(ctx, "distlock:{"+tickKey("stepped", tickBase)+"}").Result()
+		require.NoError(t, err)
+		assert.Greater(t, pttl, period-time.Second, "tick given back after a wall-clock step")
+		assert.LessOrEqual(t, pttl, period)
 	})
 
 	t.Run("lost before finish", func(t *testing.T) {

@@ -235,10 +235,24 @@ var _ gocron.Elector = (*Elector)(nil)
 // NewElector returns an Elector for the leadership named key. opts go to
 // Obtain; WithTTL (default distlock.DefaultTTL) is how long a leader that
 // dies without Close blocks the others.
+//
+// Over a *distlock.Redlock, candidates whose schedulers fire together can
+// split the nodes between them so that none reaches a quorum, and every
+// replica would skip the job. So on a Redlock a refused attempt is retried
+// up to electionRetries (4) times, after jittered pauses doubling from
+// 2ms (at most 30ms of pauses in all); a WithRetry in opts replaces that.
 func NewElector(o Obtainer, key string, opts ...distlock.Option) *Elector {
-	all := append(append([]distlock.Option(nil), opts...), distlock.WithAutoRefresh())
+	var all []distlock.Option
+	if _, quorum := o.(*distlock.Redlock); quorum {
+		all = append(all, distlock.WithRetry(distlock.LimitRetry(distlock.ExponentialBackoff(2*time.Millisecond, 50*time.Millisecond), electionRetries)))
+	}
+	all = append(append(all, opts...), distlock.WithAutoRefresh())
 	return &Elector{o: o, key: key, opts: all}
 }
+
+// electionRetries is how many times an Elector on a Redlock retries a
+// refused attempt (a split vote).
+const electionRetries = 4
 
 // IsLeader returns nil when this replica is the leader: it holds the lock
 // and Redis confirms it now (one refresh), or the lock was free and this

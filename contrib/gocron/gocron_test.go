@@ -2,6 +2,8 @@ package distlockgocron_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -386,4 +389,65 @@ func TestLockerRunNowRunsNow(t *testing.T) {
 	st = next("the scheduled run after the RunNows")
 	assert.WithinDuration(t, boundary.Add(period), st.at, 500*time.Millisecond, "the next tick's run")
 	noRun(time.Until(boundary.Add(period+800*time.Millisecond)), "the next tick ran twice")
+}
+
+// TestElectorRedlockSplitVote: three replicas with an Elector over the same
+// three Redis nodes ask IsLeader at the same instant while nobody leads,
+// as their schedulers do at a tick. When their attempts split the nodes
+// (one each), nobody reaches a quorum; without a retry every replica
+// skips the job. Each round (a fresh leadership) must elect exactly one.
+func TestElectorRedlockSplitVote(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	const replicas, rounds = 3, 100
+	rls := make([]*distlock.Redlock, replicas)
+	for i := range rls {
+		clients := make([]redis.UniversalClient, len(srvs))
+		for j, s := range srvs {
+			clients[j] = s.Client(t)
+		}
+		rls[i] = distlock.NewRedlock(clients, distlock.WithNodeTimeout(time.Second))
+		// Connect now, one replica at a time, not all at the first round.
+		l, err := rls[i].Obtain(context.Background(), "warm-up")
+		require.NoError(t, err)
+		require.NoError(t, l.Release(context.Background()))
+	}
+	ctx := context.Background()
+	noLeader := 0
+	for k := range rounds {
+		key := fmt.Sprintf("leader-%d", k)
+		electors := make([]*distlockgocron.Elector, replicas)
+		for i := range electors {
+			electors[i] = distlockgocron.NewElector(rls[i], key, distlock.WithTTL(5*time.Second))
+		}
+		gate := make(chan struct{})
+		errs := make([]error, replicas)
+		var wg sync.WaitGroup
+		for i := range electors {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				errs[i] = electors[i].IsLeader(ctx)
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		leaders := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				leaders++
+			case !errors.Is(err, distlockgocron.ErrNotLeader):
+				t.Errorf("round %d: %v", k, err)
+			}
+		}
+		if leaders == 0 {
+			noLeader++
+		}
+		assert.LessOrEqual(t, leaders, 1, "round %d: two leaders", k)
+		for _, e := range electors {
+			require.NoError(t, e.Close(ctx))
+		}
+	}
+	assert.Zero(t, noLeader, "rounds of %d in which nobody led", rounds)
 }

@@ -186,12 +186,15 @@ func ExampleLocker_Lead() {
 
 	locker := distlock.New(client)
 	err := locker.Lead(ctx, "scheduler", func(ctx context.Context) error {
-		fmt.Println("leading")
+		// Whatever the leader writes carries its term's fence, so that the
+		// resource can turn away a deposed leader that has not noticed yet.
+		fence := distlock.LeaderLock(ctx).Fence()
+		fmt.Println("leading, fence", fence)
 		return nil // resign
-	}, distlock.WithTTL(5*time.Second))
+	}, distlock.WithFencing())
 	fmt.Println("resigned, err:", err)
 	// Output:
-	// leading
+	// leading, fence 1
 	// resigned, err: <nil>
 }
 

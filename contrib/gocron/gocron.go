@@ -121,17 +121,30 @@ func earlyFire(period time.Duration) time.Duration {
 // A run off the schedule (job.RunNow, gocron.WithStartImmediately) takes
 // only the run lock: it runs now unless a run of the job is going on
 // somewhere, and it uses up no tick, so the next scheduled run still
-// happens. A call is off the schedule when it comes more than
-// min(period/10, 100ms) before the nearest boundary of the period (no
-// scheduler fires that early), or when this Locker already had a call for
-// that boundary. Caveat: in a scheduler that has not fired the current tick
-// yet (it just started), a RunNow less than period/2 after a boundary
-// counts as that boundary's run, and is skipped if another replica ran it.
+// happens. A call is off the schedule when this Locker has already had the
+// call of the last boundary before it (the scheduler fires there, so a
+// RunNow comes after that). Calls are told apart by time and by what this
+// Locker has seen, as gocron passes Lock nothing else:
+//   - less than period/2 after a boundary (or min(period/10, 100ms) before
+//     it) that this Locker has not seen: the boundary's scheduled run;
+//   - more than period/2 after a boundary that this Locker has not seen:
+//     either that boundary's run fired too late for the assumptions, or a
+//     RunNow in a scheduler that has not fired yet (it just started). It is
+//     skipped with an error matching ErrLate: never run twice, and never
+//     counted for the next boundary, whose scheduled run must still happen.
+//
+// So in a scheduler that has just started, RunNow and
+// gocron.WithStartImmediately do not run now: in the first half of a
+// period they count as that boundary's run (skipped if another replica ran
+// it), in the second half they are skipped (ErrLate).
 //
 // Any other error (Redis, ctx) is returned as is.
 func (l *Locker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
 	var claim *distlock.TickClaim
-	if l.scheduled(key) {
+	switch l.classify(key) {
+	case tooLate:
+		return nil, fmt.Errorf("lock %q: %w", key, ErrLate)
+	case scheduledRun:
 		var err error
 		claim, err = l.c.ClaimTick(ctx, key, l.period, l.opts...)
 		if err != nil {
@@ -154,24 +167,41 @@ func (l *Locker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
 	return &runLock{claim: claim, run: run}, nil
 }
 
-// scheduled tells whether a call now for the job key is its scheduler's
-// scheduled run (see Lock), and if so remembers its tick.
-func (l *Locker) scheduled(key string) bool {
+// The kinds of call to Lock.
+type callKind int
+
+const (
+	scheduledRun callKind = iota // the schedule fired for the nearest boundary
+	offSchedule                  // RunNow, a start-immediately run
+	tooLate                      // cannot be told apart: skipped
+)
+
+// classify tells what a call now for the job key is (see Lock), and
+// remembers the boundary a scheduled (or too late) call was for.
+func (l *Locker) classify(key string) callKind {
 	if l.period <= 0 {
-		return true // ClaimTick reports the bad period
+		return scheduledRun // ClaimTick reports the bad period
 	}
 	now := time.Now()
 	tick := distlock.TickOf(now, l.period)
-	if now.Before(tick.Add(-earlyFire(l.period))) {
-		return false // a tick still to come: not fired by a schedule
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if last, ok := l.fired[key]; ok && !last.Before(tick) {
-		return false
+	last, ok := l.fired[key]
+	if !now.Before(tick.Add(-earlyFire(l.period))) {
+		// Within period/2 after a boundary, or just before it.
+		if ok && !last.Before(tick) {
+			return offSchedule // this scheduler has fired for it already
+		}
+		l.fired[key] = tick
+		return scheduledRun
 	}
-	l.fired[key] = tick
-	return true
+	// More than period/2 after the boundary prev, and not yet at the next.
+	prev := tick.Add(-l.period)
+	if ok && !last.Before(prev) {
+		return offSchedule // after this scheduler's run for prev
+	}
+	l.fired[key] = prev
+	return tooLate
 }
 
 // remember records that key's schedule fired for tick.
@@ -211,6 +241,12 @@ func (r *runLock) Unlock(ctx context.Context) error {
 	}
 	return err
 }
+
+// ErrLate is matched by the error of Locker.Lock for a call that came more
+// than period/2 after a boundary that its scheduler had not fired for: a
+// scheduled run that fired too late to be counted safely, or a RunNow in a
+// scheduler that has not fired yet. The run is skipped.
+var ErrLate = errors.New("distlockgocron: too late for its tick, and not after a run of the tick: skipped")
 
 // ErrNotLeader is returned by Elector.IsLeader on a replica that is not the
 // leader.

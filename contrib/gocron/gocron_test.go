@@ -451,3 +451,30 @@ func TestElectorRedlockSplitVote(t *testing.T) {
 	}
 	assert.Zero(t, noLeader, "rounds of %d in which nobody led", rounds)
 }
+
+// TestLockerLateCall: a scheduler that has not fired for the last boundary
+// calls Lock 1.2s after it, with a period of 2s: too late to be that
+// boundary's scheduled run, and not after one either, so it cannot be told
+// from a scheduled run that fired late (which another replica has probably
+// run already). It is skipped with ErrLate, not run and not counted for the
+// next boundary. The same Locker's next call, now after its call for the
+// boundary, is off the schedule (a RunNow): it runs.
+func TestLockerLateCall(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	const period = 2 * time.Second
+	// The simulated schedule: 1.2s after a boundary.
+	<-time.After(time.Until(time.Now().Truncate(period).Add(period + 1200*time.Millisecond)))
+	l := distlockgocron.NewLocker(distlock.New(srv.Client(t)), period)
+	_, err := l.Lock(ctx, "job")
+	require.ErrorIs(t, err, distlockgocron.ErrLate)
+	lock, err := l.Lock(ctx, "job")
+	require.NoError(t, err, "a RunNow after the boundary's call")
+	_, err = distlockgocron.NewLocker(distlock.New(srv.Client(t)), period).Lock(ctx, "job")
+	assert.ErrorIs(t, err, distlockgocron.ErrLate)
+	require.NoError(t, lock.Unlock(ctx))
+	// No tick was claimed: only the run lock was ever taken.
+	keys, err := srv.Client(t).Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	assert.Empty(t, keys)
+}

@@ -24,12 +24,12 @@ import (
 const demoUsage = `Usage: distlock demo [flags]
 
 Simulates replicas of a service that all run the same scheduled job, with
-clocks that disagree by up to a tenth of the period (50ms at the default
-500ms; real machines under NTP are usually within milliseconds, but a timer
-that fires late on a busy machine has the same effect). At every tick each
-replica's timer fires the job three ways side by side: with no lock; with a
-lock held only while the job runs (what most job lockers do); and with
-distlock's OncePerTick. It prints who ran the job in each tick and a
+clocks each off by up to a tenth of the period (±50ms at the default 500ms;
+real machines under NTP are usually within milliseconds of each other, but
+a timer that fires late on a busy machine has the same effect). At every
+tick each replica's timer fires the job three ways side by side: with no
+lock; with a lock held only while the job runs (what most job lockers do);
+and with distlock's OncePerTick. It prints who ran the job in each tick and a
 one-line verdict, and exits 0 when OncePerTick ran the job exactly once per
 tick. It takes a few seconds.
 
@@ -199,8 +199,8 @@ func (d *demo) intro(where string) {
 	for i, c := range d.clocks {
 		clocks[i] = fmt.Sprintf("%s %+dms", d.name(i), c.Milliseconds())
 	}
-	printf("Their clocks disagree by up to a tenth of the period (a timer firing late on a busy\n")
-	printf("machine does the same): %s.\n", strings.Join(clocks, ", "))
+	printf("Their clocks are each off by up to a tenth of the period (a timer firing late\n")
+	printf("on a busy machine does the same): %s.\n", strings.Join(clocks, ", "))
 	if d.replicas > 1 {
 		order := d.fireOrder()
 		spread := d.clocks[order[0]] - d.clocks[order[len(order)-1]]

@@ -220,8 +220,9 @@ func (r *Redlock) ClaimTick(ctx context.Context, key string, period time.Duratio
 }
 
 // OncePerTick runs fn at most once per tick of a schedule across all
-// replicas, with the tick claimed on a quorum of the nodes, exactly as
-// Locker.OncePerTick does on one Redis.
+// replicas, as Locker.OncePerTick does on one Redis, with the tick claimed
+// on a quorum of the nodes by Redlock.ClaimTick (which retries a split
+// vote for a bounded time).
 func (r *Redlock) OncePerTick(ctx context.Context, key string, period time.Duration, fn func(ctx context.Context, tick time.Time) error, opts ...Option) (ran bool, err error) {
 	return oncePerTick(ctx, r, time.Now, key, period, fn, opts)
 }

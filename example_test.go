@@ -286,9 +286,9 @@ func ExampleLocker_OncePerTick() {
 	// runs: 1
 }
 
-// Lead runs fn while this replica is the leader; fn's ctx is cancelled the
-// moment leadership is lost, and Lead campaigns again until its own ctx
-// ends. Returning from fn resigns.
+// Lead runs fn while this replica is the leader; fn's ctx is cancelled when
+// leadership ends (see Lead for how soon), and Lead campaigns again until
+// its own ctx ends. Returning from fn resigns.
 func ExampleLocker_Lead() {
 	client, stop := exampleClient()
 	defer stop()
@@ -296,12 +296,15 @@ func ExampleLocker_Lead() {
 
 	locker := distlock.New(client)
 	err := locker.Lead(ctx, "scheduler", func(ctx context.Context) error {
-		fmt.Println("leading")
+		// Whatever the leader writes carries its term's fence, so that the
+		// resource can turn away a deposed leader that has not noticed yet.
+		fence := distlock.LeaderLock(ctx).Fence()
+		fmt.Println("leading, fence", fence)
 		return nil // resign
-	}, distlock.WithTTL(5*time.Second))
+	}, distlock.WithFencing())
 	fmt.Println("resigned, err:", err)
 	// Output:
-	// leading
+	// leading, fence 1
 	// resigned, err: <nil>
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Scheduled jobs: once per tick.
@@ -74,9 +77,11 @@ func tickKey(key string, tick time.Time) string {
 type TickClaim struct {
 	lock *Lock
 	tick time.Time
-	end  time.Time     // the tick is kept taken until here (claimer's clock)
-	live time.Duration // the liveness TTL: how soon a loss is noticed
-	now  func() time.Time
+	end  time.Time // the tick is kept taken until here (claimer's wall clock)
+	// endMono is end on the monotonic clock, measured from the moment the
+	// claim read the wall clock: what Finish and the refresher go by.
+	endMono time.Time
+	live    time.Duration // the liveness TTL: how soon a loss is noticed
 
 	stop      context.CancelFunc
 	refresher chan struct{} // closed when the refresher has returned
@@ -96,7 +101,10 @@ func (c *TickClaim) Lock() *Lock { return c.lock }
 // WindowEnd returns the time, on this replica's clock, until which the tick
 // stays taken after Finish: the tick plus one period. Every replica whose
 // clock is less than period/2 behind this one's makes its call for the tick
-// before then (its own clock reaches tick+period/2 first).
+// before then (its own clock reaches tick+period/2 first). The claim goes
+// by the monotonic clock from the moment it read the wall clock: a step of
+// the wall clock after that (NTP, an operator) moves neither the window's
+// end nor the lock's TTL, only what WindowEnd is compared with.
 func (c *TickClaim) WindowEnd() time.Time { return c.end }
 
 // Finish ends the work done under the claim. It stops the refresher (and
@@ -119,7 +127,7 @@ func (c *TickClaim) finish(ctx context.Context) error {
 	if err := c.lock.Err(); err != nil {
 		return fmt.Errorf("finish %q: %w", key, err)
 	}
-	rest := c.end.Sub(c.now())
+	rest := time.Until(c.endMono)
 	if (options{drift: c.lock.drift}).checkTTL(rest) != nil {
 		// The window is over (or about to be): nobody counts this tick any
 		// more, so the key can go.
@@ -140,7 +148,7 @@ func (c *TickClaim) finish(ctx context.Context) error {
 // WindowEnd. Transient errors are retried until the lock's validity runs out.
 func (c *TickClaim) refreshLoop(ctx context.Context) {
 	defer close(c.refresher)
-	c.lock.keepAlive(ctx, c.live, func() time.Duration { return max(c.end.Sub(c.now()), c.live) })
+	c.lock.keepAlive(ctx, c.live, func() time.Duration { return max(time.Until(c.endMono), c.live) })
 }
 
 // ClaimTick claims the current tick of a job that runs every period on
@@ -167,13 +175,20 @@ func (c *TickClaim) refreshLoop(ctx context.Context) {
 // halfway between two boundaries and breaks the first assumption; use
 // time.Hour or time.Minute for it.
 //
-// Options are those of Obtain, except that retrying and blocking are turned
-// off (a taken tick stays taken) and WithFencing is ignored (every tick has
-// a key of its own, so its fence would always be 1, and the fence counter
-// would outlive the tick). WithTTL (default DefaultTTL) is the
-// liveness TTL: the claim is refreshed every TTL/3 while held, so a loss is
-// noticed that soon, and a replica that dies while holding the claim keeps
-// the tick taken for at least that long and at least until WindowEnd.
+// Options are those of Obtain, except that WithRetry, WithBlocking and
+// WithFencing are ignored. On a Locker the claim is one attempt: a taken
+// tick stays taken. On a Redlock, replicas that fire together can split the
+// nodes so that none reaches a quorum; the claim then retries after a
+// jittered pause (a few milliseconds, doubling up to 50ms) as long as no
+// holder has the tick on a quorum (one GET per node after each failed
+// attempt tells), for at most min(period/4, 1s) after its first attempt and
+// never past tick+period/2 on the caller's clock, which keeps every retry
+// within the assumptions above. Fencing is off because every tick has a key
+// of its own (its fence would always be 1, and the fence counter would
+// outlive the tick). WithTTL (default DefaultTTL) is the liveness TTL: the
+// claim is refreshed every TTL/3 while held, so a loss is noticed that
+// soon, and a replica that dies while holding the claim keeps the tick
+// taken for at least that long and at least until WindowEnd.
 func (lk *Locker) ClaimTick(ctx context.Context, key string, period time.Duration, opts ...Option) (*TickClaim, error) {
 	return claimTick(ctx, lk, time.Now, key, period, opts)
 }
@@ -196,15 +211,18 @@ func (lk *Locker) OncePerTick(ctx context.Context, key string, period time.Durat
 	return oncePerTick(ctx, lk, time.Now, key, period, fn, opts)
 }
 
-// ClaimTick claims the current tick of a job on a quorum of the nodes,
-// exactly as Locker.ClaimTick does on one Redis.
+// ClaimTick claims the current tick of a job on a quorum of the nodes, as
+// Locker.ClaimTick does on one Redis, except that a split vote (replicas
+// firing together, none with a quorum) is retried for a bounded time: see
+// Locker.ClaimTick.
 func (r *Redlock) ClaimTick(ctx context.Context, key string, period time.Duration, opts ...Option) (*TickClaim, error) {
 	return claimTick(ctx, r, time.Now, key, period, opts)
 }
 
 // OncePerTick runs fn at most once per tick of a schedule across all
-// replicas, with the tick claimed on a quorum of the nodes, exactly as
-// Locker.OncePerTick does on one Redis.
+// replicas, as Locker.OncePerTick does on one Redis, with the tick claimed
+// on a quorum of the nodes by Redlock.ClaimTick (which retries a split
+// vote for a bounded time).
 func (r *Redlock) OncePerTick(ctx context.Context, key string, period time.Duration, fn func(ctx context.Context, tick time.Time) error, opts ...Option) (ran bool, err error) {
 	return oncePerTick(ctx, r, time.Now, key, period, fn, opts)
 }
@@ -230,21 +248,108 @@ func claimTick(ctx context.Context, ob obtainer, now func() time.Time, key strin
 	if err := o.checkTTL(period / 2); err != nil {
 		return nil, fmt.Errorf("claim tick of %q: %w", key, invalidf("period %v is too short: %v", period, err))
 	}
-	t := now()
+	t, mono := now(), time.Now()
 	tick := TickOf(t, period)
 	end := tick.Add(period)
 	ttl := max(end.Sub(t), live)
 	all := make([]Option, 0, len(opts)+5)
 	all = append(all, opts...)
 	all = append(all, WithTTL(ttl), WithRetry(NoRetry()), blockingOption(false), autoRefreshOption(false), fencingOption(false))
-	l, err := ob.Obtain(ctx, tickKey(key, tick), all...)
+	var l *Lock
+	var err error
+	if r, ok := ob.(*Redlock); ok {
+		l, err = r.claimSplitVote(ctx, tickKey(key, tick), o.with(all), time.Now().Add(tickRetryWindow(t, tick, period)), all)
+	} else {
+		l, err = ob.Obtain(ctx, tickKey(key, tick), all...)
+	}
 	if err != nil {
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	c := &TickClaim{lock: l, tick: tick, end: end, live: live, now: now, stop: stop, refresher: make(chan struct{})}
+	c := &TickClaim{lock: l, tick: tick, end: end, endMono: mono.Add(end.Sub(t)), live: live, stop: stop, refresher: make(chan struct{})}
 	go c.refreshLoop(rctx)
 	return c, nil
+}
+
+// Retrying a split vote on a Redlock. Replicas that fire together can split
+// the nodes between them (with three nodes and three replicas, one node
+// each) so that none reaches a quorum. Each failed attempt gives back what
+// it took, so a retry after a random pause lets one of them win; once one
+// has won, the others' retries find the tick taken. The retries of a claim
+// end tickRetryWindow after its first attempt.
+const (
+	tickRetryMax      = time.Second          // the longest a claim retries
+	tickRetryMinDelay = 2 * time.Millisecond // the first pause, before jitter
+	tickRetryMaxDelay = 50 * time.Millisecond
+)
+
+// tickRetryWindow is how long a Redlock claim made at t (on the caller's
+// clock) for tick may retry: at most period/4 and tickRetryMax, and never
+// past tick+period/2 on the caller's clock, so that every attempt falls
+// where a first attempt could (see ClaimTick's assumptions) and the tick
+// claimed by a replica is still held by it, whatever the clock skew
+// allowed, when a loser's last retry arrives.
+func tickRetryWindow(t, tick time.Time, period time.Duration) time.Duration {
+	return max(min(period/4, tickRetryMax, tick.Add(period/2).Sub(t)), 0)
+}
+
+// tickRetryDelay is the pause before retry n of a split vote: uniform in
+// (0, d], with d doubling from tickRetryMinDelay up to tickRetryMaxDelay.
+func tickRetryDelay(n int) time.Duration {
+	d := tickRetryMaxDelay
+	if n <= 8 {
+		d = min(tickRetryMinDelay<<max(n-1, 0), tickRetryMaxDelay)
+	}
+	return 1 + rand.N(d)
+}
+
+// claimSplitVote takes the tick's lock named key on a quorum, retrying
+// while no quorum is decided: after an attempt that found the lock taken it
+// reads the key on the nodes (one GET each); when one holder has it on a
+// quorum the tick is taken and it returns ErrNotObtained at once, otherwise
+// (a split vote, or a winner still mid-attempt) it retries after
+// tickRetryDelay, until the monotonic deadline until. o are the call's
+// resolved options and opts the options for Obtain.
+func (r *Redlock) claimSplitVote(ctx context.Context, key string, o options, until time.Time, opts []Option) (*Lock, error) {
+	for n := 1; ; n++ {
+		l, err := r.Obtain(ctx, key, opts...)
+		if err == nil || !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
+			return l, err
+		}
+		if r.quorumHolder(ctx, lockKey(o.prefix, key), min(o.nodeTimeout, o.ttl/10)) {
+			return nil, err
+		}
+		d := tickRetryDelay(n)
+		if time.Until(until) <= d {
+			return nil, err
+		}
+		if err := sleep(ctx, d); err != nil {
+			return nil, notObtainedByCtx(key, err)
+		}
+	}
+}
+
+// quorumHolder reports whether one token holds the lock rk on a quorum of
+// the nodes, as far as the nodes that answer within timeout tell.
+func (r *Redlock) quorumHolder(ctx context.Context, rk string, timeout time.Duration) bool {
+	tokens := make([]string, len(r.nodes))
+	op := nodeOp{raw: []any{"get", rk}}
+	r.fanOut(ctx, timeout, waitAll, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
+		if s, err := cmd.Text(); err == nil {
+			tokens[i] = s
+		}
+		return vOK, nil
+	})
+	count := map[string]int{}
+	for _, tk := range tokens {
+		if tk != "" {
+			count[tk]++
+			if count[tk] >= r.quorum {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // oncePerTick is OncePerTick with the clock as a parameter.

@@ -323,16 +323,32 @@ func TestClaimTickFinish(t *testing.T) {
 	})
 
 	t.Run("released after the window", func(t *testing.T) {
-		var jump atomic.Int64
-		base := clock(tickBase)
-		now := func() time.Time { return base().Add(time.Duration(jump.Load())) }
-		c, err := claimTick(ctx, lk, now, "late", period, []Option{WithFencing()})
+		const short = 300 * time.Millisecond
+		c, err := claimTick(ctx, lk, clock(tickBase), "late", short, []Option{WithFencing()})
 		require.NoError(t, err)
-		jump.Store(int64(period + time.Second)) // the job ran past its window
+		<-time.After(short + 100*time.Millisecond) // the job runs past its window
 		require.NoError(t, c.Finish(ctx))
 		n, err := client.Exists(ctx, "distlock:{"+tickKey("late", tickBase)+"}").Result()
 		require.NoError(t, err)
 		assert.Zero(t, n)
+	})
+
+	// The wall clock steps forward past the window (NTP, an operator)
+	// while the job runs. The window is 10s of real time from the tick:
+	// Finish must keep the tick taken for what is left of it, not release
+	// it because the wall clock says the window is over.
+	t.Run("wall-clock step does not end the window", func(t *testing.T) {
+		var jump atomic.Int64
+		base := clock(tickBase)
+		now := func() time.Time { return base().Add(time.Duration(jump.Load())) }
+		c, err := claimTick(ctx, lk, now, "stepped", period, nil)
+		require.NoError(t, err)
+		jump.Store(int64(period + time.Second)) // the step
+		require.NoError(t, c.Finish(ctx))
+		pttl, err := client.PTTL(ctx, "distlock:{"+tickKey("stepped", tickBase)+"}").Result()
+		require.NoError(t, err)
+		assert.Greater(t, pttl, period-time.Second, "tick given back after a wall-clock step")
+		assert.LessOrEqual(t, pttl, period)
 	})
 
 	t.Run("lost before finish", func(t *testing.T) {
@@ -430,5 +446,63 @@ func TestOncePerTickRealSchedule(t *testing.T) {
 	for k := range ticks {
 		tick := first.Add(time.Duration(k) * period)
 		assert.Len(t, log.get(tick), 1, "tick %d (%v)", k, tick)
+	}
+}
+
+// TestOncePerTickRedlockReplicasFireTogether: eight replicas, each with its
+// own Redlock over the same three nodes, fire at the same instant for 250
+// ticks in a row. When their attempts split the nodes between them (say
+// 1+1+1), no replica reaches a quorum; without a retry every replica then
+// reports "another replica has the tick" and the tick is lost. Every tick
+// must run exactly once.
+func TestOncePerTickRedlockReplicasFireTogether(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	const replicas, ticks = 8, 250
+	const period = time.Second
+	rls := make([]*Redlock, replicas)
+	for i := range rls {
+		clients := make([]redis.UniversalClient, len(srvs))
+		for j, s := range srvs {
+			clients[j] = s.Client(t, func(o *redis.Options) { o.PoolSize = 2 })
+		}
+		rls[i] = NewRedlock(clients, WithNodeTimeout(time.Second))
+		// Connect now, one replica at a time: 24 clients dialling (and
+		// their pipeliners starting) at the first tick would time out on
+		// a loaded machine.
+		l, err := rls[i].Obtain(context.Background(), "warm-up")
+		require.NoError(t, err)
+		require.NoError(t, l.Release(context.Background()))
+	}
+	ctx := context.Background()
+	var log runLog
+	for k := range ticks {
+		tick := tickBase.Add(time.Duration(k) * period)
+		gate := make(chan struct{})
+		var wg sync.WaitGroup
+		var ranCount atomic.Int32
+		errs := make(chan error, replicas)
+		for i := range replicas {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				ran, err := oncePerTick(ctx, rls[i], clock(tick), "together", period, log.fn(fmt.Sprint(i)), []Option{WithTTL(2 * time.Second)})
+				if err != nil {
+					errs <- err
+				}
+				if ran {
+					ranCount.Add(1)
+				}
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("tick %d: %v", k, err)
+		}
+		if n := len(log.get(tick)); n != 1 || ranCount.Load() != 1 {
+			t.Errorf("tick %d: %d runs recorded, %d reported; want 1", k, n, ranCount.Load())
+		}
 	}
 }

@@ -4,18 +4,73 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
 // Leadership: one active replica.
 
+// DefaultLeadTTL is the TTL of a leadership when neither Lead nor New is
+// given a TTL: a leader that dies without resigning (a crash, kill -9, a
+// lost machine) is replaced at most this long after its last refresh. It
+// is shorter than DefaultTTL because a leadership is refreshed for as long
+// as it lasts, so a short TTL costs only refreshes (one every TTL/3).
+const DefaultLeadTTL = 10 * time.Second
+
+// stopMarginOption is WithStopMargin: an option of Lead only, read by lead
+// itself, so applying it to the common options does nothing.
+type stopMarginOption time.Duration
+
+func (stopMarginOption) apply(*options) {}
+func (m stopMarginOption) String() string {
+	return fmt.Sprintf("WithStopMargin(%v)", time.Duration(m))
+}
+
+// WithStopMargin sets how long before the leadership could expire Lead
+// cancels fn's ctx when refreshes have been failing: fn's ctx is cancelled
+// at ValidUntil − margin unless a refresh moved ValidUntil on before then,
+// so fn has the margin, plus the drift allowance, to stop before another
+// replica can become leader. Default TTL/5; 0 cancels at ValidUntil. A
+// margin that is negative or above TTL/2 makes Lead fail with
+// ErrInvalidArgument. It applies to Lead only: given to New, Obtain or Do
+// it has no effect.
+func WithStopMargin(margin time.Duration) Option { return stopMarginOption(margin) }
+
+// leaderLockKey is the ctx key of the Lock of a term of leadership.
+type leaderLockKey struct{}
+
+// LeaderLock returns the Lock of the leadership whose fn was given ctx (or
+// a ctx derived from it), and nil for any other ctx. With WithFencing its
+// Fence is higher than that of every earlier term: pass it to the resource
+// the leader writes, and have the resource reject an older fence, so that
+// a deposed leader that has not noticed yet cannot do harm (see Lead).
+func LeaderLock(ctx context.Context) *Lock {
+	l, _ := ctx.Value(leaderLockKey{}).(*Lock)
+	return l
+}
+
 // Lead makes this replica a candidate for the leadership named key and runs
 // fn while it is the leader. It waits until it obtains the lock key (woken
 // on release as a blocking Obtain is; WithRetry sets the fallback re-check
-// interval), then runs fn with a ctx that is cancelled the moment the
-// leadership is lost (context.Cause then matches ErrNotHeld). The lock is auto-refreshed
-// every TTL/3 (WithTTL, default DefaultTTL), so a loss is noticed within
-// TTL/3 and a leader that dies is replaced after at most TTL.
+// interval), then runs fn with a ctx that is cancelled when the leadership
+// ends (context.Cause then matches ErrNotHeld). LeaderLock(ctx) returns the
+// leadership's Lock.
+//
+// How soon fn learns, and how soon another replica can lead: the lock is
+// refreshed every TTL/3 (WithTTL, default DefaultLeadTTL, 10s).
+//   - If this replica cannot reach Redis, refreshes fail and fn's ctx is
+//     cancelled WithStopMargin (default TTL/5) before ValidUntil; another
+//     replica can lead only after the key expires, which is after
+//     ValidUntil + the drift allowance (TTL×drift factor + 2ms). fn has
+//     that long to stop.
+//   - If Redis loses the key (a restart without persistence, a failover,
+//     FLUSHALL, an expiry after this process paused longer than the TTL),
+//     another replica can lead at once, while this one learns at its next
+//     refresh, up to TTL/3 later: two leaders can overlap that long. Only
+//     fencing (WithFencing, LeaderLock(ctx).Fence() checked by the
+//     resource) makes that overlap harmless.
+//   - A leader that dies without resigning is replaced once its key
+//     expires: at most TTL after its last refresh.
 //
 // After a loss Lead campaigns again (fn's error is then dropped), until ctx
 // is done. Lead returns:
@@ -29,9 +84,11 @@ import (
 //     error matching ErrInvalidArgument.
 //
 // Redis errors while campaigning are retried with a capped exponential
-// backoff. Options are those of Obtain; WithBlocking and WithAutoRefresh are
-// always on. With WithFencing every term of leadership has a higher fence
-// than the terms before.
+// backoff. Options are those of Obtain, and WithStopMargin; WithBlocking
+// and WithAutoRefresh are always on. The TTL is DefaultLeadTTL unless
+// WithTTL is given to Lead, or a TTL other than DefaultTTL to New. With
+// WithFencing every term of leadership has a higher fence than the terms
+// before.
 func (lk *Locker) Lead(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...Option) error {
 	return lead(ctx, lk, key, fn, opts)
 }
@@ -49,8 +106,21 @@ func lead(ctx context.Context, ob obtainer, key string, fn func(context.Context)
 	if fn == nil {
 		return fmt.Errorf("lead %q: %w", key, invalidf("nil fn"))
 	}
-	all := make([]Option, 0, len(opts)+2)
+	all := make([]Option, 0, len(opts)+3)
+	if ob.defaults().ttl == DefaultTTL {
+		all = append(all, WithTTL(DefaultLeadTTL)) // opts may override it
+	}
 	all = append(append(all, opts...), WithBlocking(), WithAutoRefresh())
+	o := ob.defaults().with(all)
+	margin := o.ttl / 5
+	for _, opt := range opts {
+		if m, ok := opt.(stopMarginOption); ok {
+			margin = time.Duration(m)
+		}
+	}
+	if margin < 0 || margin > o.ttl/2 {
+		return fmt.Errorf("lead %q: %w", key, invalidf("stop margin %v must be in [0, TTL/2 = %v]", margin, o.ttl/2))
+	}
 	var lastErr error
 	failures := 0
 	for {
@@ -75,17 +145,22 @@ func lead(ctx context.Context, ob obtainer, key string, fn func(context.Context)
 		}
 		failures, lastErr = 0, nil
 
-		fctx, cancel := context.WithCancelCause(ctx)
+		fctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaderLockKey{}, l))
 		watch(l, cancel)
+		disarm := stopBeforeExpiry(l, margin, cancel)
 		release := func() error {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
 			defer rcancel()
 			return l.Release(rctx)
 		}
-		fnErr := callReleasing(func() error { return fn(fctx) }, func() { cancel(nil); _ = release() })
+		fnErr := callReleasing(func() error { return fn(fctx) }, func() { disarm(); cancel(nil); _ = release() })
+		stopped := disarm()
 		cancel(nil)
 
 		lost := l.Err()
+		if lost == nil && stopped != nil {
+			lost = stopped
+		}
 		relErr := release()
 		if lost == nil && errors.Is(relErr, ErrNotHeld) {
 			lost = relErr // lost before a refresh could tell
@@ -103,6 +178,47 @@ func lead(ctx context.Context, ob obtainer, key string, fn func(context.Context)
 			return relErr
 		}
 		return nil
+	}
+}
+
+// stopBeforeExpiry cancels fn's ctx, with a cause matching ErrNotHeld,
+// margin before l's ValidUntil, unless refreshes keep moving ValidUntil on.
+// It returns disarm, which stops it (it fires no more once disarm has
+// returned) and returns the cause it cancelled with, nil if it did not
+// fire. A margin of 0 leaves the cancellation to the Lock (at ValidUntil).
+func stopBeforeExpiry(l *Lock, margin time.Duration, cancel context.CancelCauseFunc) (disarm func() error) {
+	if margin <= 0 {
+		return func() error { return nil }
+	}
+	var mu sync.Mutex
+	var t *time.Timer
+	var cause error
+	disarmed := false
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if disarmed || cause != nil {
+			return
+		}
+		if d := time.Until(l.ValidUntil().Add(-margin)); d > 0 {
+			t.Reset(d) // a refresh moved ValidUntil on
+			return
+		}
+		if l.Err() != nil {
+			return // lost: the Lock has cancelled fn's ctx
+		}
+		cause = fmt.Errorf("lead %q: %w: refreshes failed; stopped %v before the leadership could expire", l.Key(), ErrNotHeld, margin)
+		cancel(cause)
+	}
+	mu.Lock()
+	t = time.AfterFunc(time.Until(l.ValidUntil().Add(-margin)), check)
+	mu.Unlock()
+	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		disarmed = true
+		t.Stop()
+		return cause
 	}
 }
 

@@ -21,6 +21,7 @@ type term struct {
 	who   string
 	fence int64
 	ctx   context.Context // fn's ctx
+	at    time.Time       // when fn started
 }
 
 // candidate runs Lead in a goroutine owned by the test. Each time it
@@ -43,7 +44,7 @@ func campaign(t *testing.T, lk leader, who string, terms chan<- term, resign <-c
 	go func() {
 		defer close(c.done)
 		c.err = lk.Lead(ctx, "leader", func(ctx context.Context) error {
-			terms <- term{who: who, ctx: ctx}
+			terms <- term{who: who, ctx: ctx, at: time.Now()}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -275,4 +276,127 @@ func TestLeadBadInput(t *testing.T) {
 	assert.ErrorIs(t, lk.Lead(ctx, "k", nil), distlock.ErrInvalidArgument)
 	assert.ErrorIs(t, lk.Lead(ctx, "k", nop, distlock.WithTTL(0)), distlock.ErrInvalidArgument)
 	assert.ErrorIs(t, distlock.New(nil).Lead(ctx, "k", nop), distlock.ErrInvalidArgument)
+}
+
+// TestLeadLeaderLockAndDefaultTTL: fn reaches its term's Lock through
+// LeaderLock(ctx); with WithFencing each term's fence is higher than the
+// last. Without a TTL, a leadership lives DefaultLeadTTL (10s), not
+// DefaultTTL; a TTL given to New or Lead wins.
+func TestLeadLeaderLockAndDefaultTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	assert.Nil(t, distlock.LeaderLock(ctx))
+
+	var fences []int64
+	for _, tt := range []struct {
+		lk      *distlock.Locker
+		opts    []distlock.Option
+		wantTTL time.Duration
+	}{
+		{distlock.New(srv.Client(t)), nil, distlock.DefaultLeadTTL},
+		{distlock.New(srv.Client(t), distlock.WithTTL(3*time.Second)), nil, 3 * time.Second},
+		{distlock.New(srv.Client(t)), []distlock.Option{distlock.WithTTL(2 * time.Second)}, 2 * time.Second},
+	} {
+		err := tt.lk.Lead(ctx, "leader", func(ctx context.Context) error {
+			l := distlock.LeaderLock(ctx)
+			require.NotNil(t, l)
+			assert.Equal(t, "leader", l.Key())
+			fences = append(fences, l.Fence())
+			ttl, err := l.TTL(ctx)
+			require.NoError(t, err)
+			assert.LessOrEqual(t, ttl, tt.wantTTL)
+			assert.Greater(t, ttl, tt.wantTTL-time.Second)
+			return nil
+		}, append(tt.opts, distlock.WithFencing())...)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, []int64{1, 2, 3}, fences)
+}
+
+// TestLeadStopsBeforeExpiry: the leader is cut off from Redis (a proxy
+// that stops forwarding), so its refreshes fail. Its fn's ctx must be
+// cancelled the stop margin before the leadership could expire, while the
+// lock is still valid, and the other candidate must not lead until about
+// that margin later. When the new leader resigns, the cut-off candidate
+// (which kept campaigning) leads again.
+func TestLeadStopsBeforeExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr())
+	t.Cleanup(func() { proxy.Stall(false) })
+	viaProxy := srv.Client(t, func(o *redis.Options) { o.Addr = proxy.Addr() })
+	const margin = 300 * time.Millisecond
+	opts := []distlock.Option{distlock.WithTTL(time.Second), distlock.WithStopMargin(margin)}
+
+	type stop struct {
+		at    time.Time
+		left  time.Duration // validity left when fn saw its ctx end
+		held  error         // the Lock's Err then
+		cause error
+	}
+	stops := make(chan stop, 4)
+	aTerms := make(chan struct{}, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	aDone := make(chan error, 1)
+	go func() {
+		aDone <- distlock.New(viaProxy).Lead(ctx, "leader", func(ctx context.Context) error {
+			aTerms <- struct{}{}
+			<-ctx.Done()
+			l := distlock.LeaderLock(ctx)
+			stops <- stop{at: time.Now(), left: time.Until(l.ValidUntil()), held: l.Err(), cause: context.Cause(ctx)}
+			return ctx.Err()
+		}, opts...)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-aDone:
+		case <-time.After(waitTimeout):
+			t.Error("Lead did not return after its ctx ended")
+		}
+	}()
+	select {
+	case <-aTerms:
+	case <-time.After(waitTimeout):
+		t.Fatal("a did not lead")
+	}
+	terms := make(chan term, 4)
+	resignB := make(chan struct{})
+	campaign(t, distlock.New(srv.Client(t)), "b", terms, resignB, opts...)
+	assertNoTerm(t, terms)
+
+	proxy.Stall(true)
+	var st stop
+	select {
+	case st = <-stops:
+	case <-time.After(waitTimeout):
+		t.Fatal("the cut-off leader's ctx was not cancelled")
+	}
+	assert.ErrorIs(t, st.cause, distlock.ErrNotHeld)
+	assert.Contains(t, st.cause.Error(), "stopped 300ms before")
+	assert.NoError(t, st.held, "stopped while the lock was still valid")
+	assert.Greater(t, st.left, margin/2, "stopped too close to the expiry")
+	assert.LessOrEqual(t, st.left, margin)
+
+	second := nextTerm(t, terms)
+	assert.Equal(t, "b", second.who)
+	assert.GreaterOrEqual(t, second.at.Sub(st.at), margin*3/4, "the new leader started too soon after the old one stopped")
+
+	proxy.Stall(false)
+	close(resignB)
+	select {
+	case <-aTerms:
+	case <-time.After(waitTimeout):
+		t.Fatal("the stopped candidate did not campaign again")
+	}
+}
+
+func TestLeadBadStopMargin(t *testing.T) {
+	srv := redistest.Start(t)
+	lk := distlock.New(srv.Client(t))
+	nop := func(context.Context) error { return nil }
+	for _, m := range []time.Duration{-time.Millisecond, 501 * time.Millisecond} {
+		err := lk.Lead(context.Background(), "k", nop, distlock.WithTTL(time.Second), distlock.WithStopMargin(m))
+		assert.ErrorIs(t, err, distlock.ErrInvalidArgument, "margin %v", m)
+	}
+	assert.Equal(t, "WithStopMargin(2s)", distlock.WithStopMargin(2*time.Second).String())
 }

@@ -24,15 +24,18 @@ import (
 const demoUsage = `Usage: distlock demo [flags]
 
 Simulates replicas of a service that all run the same scheduled job, with
-clocks a few milliseconds apart as on real machines. At every tick each
-replica's timer fires the job three ways side by side: with no lock; with a
-lock held only while the job runs (what most job lockers do); and with
-distlock's OncePerTick. It prints who ran the job in each tick and a
+clocks each off by up to a tenth of the period (±50ms at the default 500ms;
+real machines under NTP are usually within milliseconds of each other, but
+a timer that fires late on a busy machine has the same effect). At every
+tick each replica's timer fires the job three ways side by side: with no
+lock; with a lock held only while the job runs (what most job lockers do);
+and with distlock's OncePerTick. It prints who ran the job in each tick and a
 one-line verdict, and exits 0 when OncePerTick ran the job exactly once per
 tick. It takes a few seconds.
 
 Without --redis it starts an embedded Redis (miniredis) inside this
-process, so it needs nothing installed.
+process, so it needs nothing installed; its keys expire in real time, as
+on a real Redis.
 
 Flags:
   --redis URL        use this Redis instead (keys under "distlock-demo:",
@@ -63,9 +66,28 @@ const (
 
 var wayNames = [ways]string{"no lock", "lock while running", "OncePerTick"}
 
+// onceFunc runs job on locker lk the OncePerTick way: at most once per
+// tick of period across the replicas. The demo uses runOncePerTick; its
+// tests give a deliberately broken one to check that the demo detects it.
+type onceFunc func(ctx context.Context, lk *distlock.Locker, key string, period time.Duration, job func(context.Context, time.Time) error) error
+
+func runOncePerTick(ctx context.Context, lk *distlock.Locker, key string, period time.Duration, job func(context.Context, time.Time) error) error {
+	_, err := lk.OncePerTick(ctx, key, period, job)
+	return err
+}
+
+// demoConfig is what the flags of distlock demo say.
+type demoConfig struct {
+	url             string // empty: embedded miniredis
+	replicas, ticks int
+	period          time.Duration
+	once            onceFunc
+}
+
 type demo struct {
 	replicas, ticks int
 	period, work    time.Duration
+	once            onceFunc
 	clocks          []time.Duration // per replica: how far ahead its clock is
 	lockers         []*distlock.Locker
 	first           time.Time // the first tick
@@ -94,11 +116,20 @@ func demoCmd(args []string) int {
 	case *period < 100*time.Millisecond || *period > time.Minute:
 		return usageErr("demo", "--period must be in 100ms..1m, got %v", *period)
 	}
+	return runDemo(demoConfig{url: *url, replicas: *replicas, ticks: *ticks, period: *period, once: runOncePerTick})
+}
 
+// runDemo runs the demo as cfg says and returns the exit status.
+func runDemo(cfg demoConfig) int {
 	var where string
 	var newClient func() (*redis.Client, error)
-	if *url == "" {
+	if cfg.url == "" {
 		m := miniredis.NewMiniRedis()
+		// Without this, miniredis's TTLs only count down when its clock
+		// is moved by hand: no key would ever expire, and a claim kept
+		// for too short a time would look as good as one kept until the
+		// tick is over.
+		m.ClockTTL(true)
 		if err := m.Start(); err != nil {
 			errorf("demo: start the embedded Redis: %v", err)
 			return exitError
@@ -112,10 +143,10 @@ func demoCmd(args []string) int {
 			}), nil
 		}
 	} else {
-		remember(*url)
-		where = redact(*url)
+		remember(cfg.url)
+		where = redact(cfg.url)
 		newClient = func() (*redis.Client, error) {
-			nodes, err := dial([]string{*url})
+			nodes, err := dial([]string{cfg.url})
 			if err != nil {
 				return nil, err
 			}
@@ -126,7 +157,7 @@ func demoCmd(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
-	d := &demo{replicas: *replicas, ticks: *ticks, period: *period}
+	d := &demo{replicas: cfg.replicas, ticks: cfg.ticks, period: cfg.period, once: cfg.once}
 	d.work = time.Duration(float64(d.period) * runFraction)
 	prefix := "distlock-demo:" + randomID() + ":"
 	for i := range d.replicas {
@@ -140,7 +171,7 @@ func demoCmd(args []string) int {
 		defer c.Close()
 		d.lockers = append(d.lockers, distlock.New(c, distlock.WithKeyPrefix(prefix)))
 	}
-	if *url != "" {
+	if cfg.url != "" {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := d.lockers[0].Status(pctx, "job")
 		cancel()
@@ -168,7 +199,8 @@ func (d *demo) intro(where string) {
 	for i, c := range d.clocks {
 		clocks[i] = fmt.Sprintf("%s %+dms", d.name(i), c.Milliseconds())
 	}
-	printf("Their clocks are a little apart, as on real machines: %s.\n", strings.Join(clocks, ", "))
+	printf("Their clocks are each off by up to a tenth of the period (a timer firing late\n")
+	printf("on a busy machine does the same): %s.\n", strings.Join(clocks, ", "))
 	if d.replicas > 1 {
 		order := d.fireOrder()
 		spread := d.clocks[order[0]] - d.clocks[order[len(order)-1]]
@@ -296,7 +328,7 @@ func (d *demo) fire(ctx context.Context, way, i, k int) {
 			err = nil // another replica is running it
 		}
 	case oncePerTick:
-		_, err = lk.OncePerTick(ctx, "job:once-per-tick", d.period, func(ctx context.Context, tick time.Time) error {
+		err = d.once(ctx, lk, "job:once-per-tick", d.period, func(ctx context.Context, tick time.Time) error {
 			return job(ctx, d.tickIndex(tick))
 		})
 	}

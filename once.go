@@ -73,8 +73,9 @@ const onceFinishAttempts = 3
 //     ran, but may run again (in the second case once the hold's TTL ends).
 //
 // Bad input (an empty key, window < 1ms, a nil fn, a bad option, and
-// WithToken or WithFencing, which Once cannot honour: it draws a fresh token
-// per run and fn gets no Lock to read a fence from) returns an error
+// WithToken, WithFencing or WithReplicas, which Once cannot honour: it draws
+// a fresh token per attempt, fn gets no Lock to read a fence from, and its
+// done marker is not acknowledged by replicas) returns an error
 // matching ErrInvalidArgument. A Redis error is returned wrapped.
 //
 // "At most once" holds as long as the Redis deployment keeps the key (see
@@ -90,8 +91,10 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		return fmt.Errorf("once %q: %w", key, err)
 	}
 	rk := lockKey(o.prefix, key)
-	token := uuid.NewString()
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
+		// A fresh token per attempt: a failed attempt's clean-up, however
+		// late it lands, cannot delete a hold a later attempt took.
+		token := uuid.NewString()
 		start := time.Now()
 		run := lk.conns.get()
 		res, err := onceAcquireScript.Run(ctx, run, []string{rk}, token, o.ttl.Milliseconds(), onceDonePrefix).Int64Slice()
@@ -120,7 +123,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 	return l.runOnce(ctx, fn, func(ctx context.Context) error {
 		run := lk.conns.get()
 		defer lk.conns.done()
-		n, err := onceFinishScript.Run(ctx, run, []string{rk}, token, onceDonePrefix+token, window.Milliseconds()).Int64()
+		n, err := onceFinishScript.Run(ctx, run, []string{rk}, l.token, onceDonePrefix+l.token, window.Milliseconds()).Int64()
 		switch {
 		case err != nil:
 			return err
@@ -152,11 +155,11 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 	}
 	o.retry = jitteredRetry{o.retry}
 	rk := lockKey(o.prefix, key)
-	token := uuid.NewString()
 	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10)}
 	var last *QuorumError
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
-		l, holderTTL, done, qe, fatal := b.onceAttempt(ctx, key, rk, token, o)
+		// A fresh token per attempt, as on a Locker.
+		l, holderTTL, done, qe, fatal := b.onceAttempt(ctx, key, rk, uuid.NewString(), o)
 		last = qe
 		switch {
 		case done:
@@ -175,7 +178,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 	}
 	return l.runOnce(ctx, fn, func(ctx context.Context) error {
 		op := nodeOp{script: onceFinishScript, src: onceFinishSrc, id: scriptOnceFinish, keys: []string{rk},
-			args: []any{token, onceDonePrefix + token, window.Milliseconds()}}
+			args: []any{l.token, onceDonePrefix + l.token, window.Milliseconds()}}
 		res := r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
 		return r.holdOutcome("once", res)
 	})
@@ -234,6 +237,8 @@ func onceOptions(defaults options, key string, window time.Duration, fn func(con
 			return v != ""
 		case fencingOption:
 			return bool(v)
+		case replicasOption:
+			return v != replicasOption{}
 		}
 		return false
 	}); err != nil {
@@ -243,8 +248,9 @@ func onceOptions(defaults options, key string, window time.Duration, fn func(con
 	if err != nil {
 		return o, err
 	}
-	// A token or fencing set as a default of New does not apply to Once.
-	o.token, o.fencing, o.autoRefresh = "", false, true
+	// A token, fencing or replica acknowledgement set as a default of New
+	// does not apply to Once.
+	o.token, o.fencing, o.autoRefresh, o.repl = "", false, true, replication{}
 	return o, nil
 }
 

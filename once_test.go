@@ -336,6 +336,7 @@ func TestOnceBadInput(t *testing.T) {
 			{"nil fn", "k", time.Second, nil, nil},
 			{"token", "k", time.Second, fn, []distlock.Option{distlock.WithToken("t")}},
 			{"fencing", "k", time.Second, fn, []distlock.Option{distlock.WithFencing()}},
+			{"replicas", "k", time.Second, fn, []distlock.Option{distlock.WithReplicas(1, 100*time.Millisecond)}},
 			{"bad TTL", "k", time.Second, fn, []distlock.Option{distlock.WithTTL(-1)}},
 		}
 		for _, tt := range tests {
@@ -348,7 +349,8 @@ func TestOnceBadInput(t *testing.T) {
 	assert.ErrorIs(t, nilLocker.Once(ctx, "k", time.Second, fn), distlock.ErrInvalidArgument)
 	assert.ErrorIs(t, distlock.NewRedlock(nil).Once(ctx, "k", time.Second, fn), distlock.ErrInvalidArgument)
 	// Defaults of New that Once cannot honour are left out, not rejected.
-	lk := distlock.New(srv.Client(t), distlock.WithFencing(), distlock.WithToken("shared"))
+	// (WithToken is refused as a default of New altogether.)
+	lk := distlock.New(srv.Client(t), distlock.WithFencing(), distlock.WithReplicas(1, 100*time.Millisecond))
 	require.NoError(t, lk.Once(ctx, "k", time.Second, func(context.Context) error { return nil }))
 	require.ErrorIs(t, lk.Once(ctx, "k", time.Second, fn), distlock.ErrAlreadyDone)
 }

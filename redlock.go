@@ -408,31 +408,45 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 
 func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }
 
-// countHeld classifies the answers of the refresh and release scripts: 1
-// (done) and 2 (refresh took the key again) are held, 0 is not.
+// countHeld classifies the 1/0 answers of the refresh and release scripts
+// (and refresh_heal.lua's 2, a key gone from the node): only 1 is held.
 func countHeld(_ int, cmd *redis.Cmd) (verdict, error) {
 	switch n, err := cmd.Int64(); {
 	case err != nil:
 		return vFailed, err
-	case n == 1 || n == 2:
+	case n == 1:
 		return vOK, nil
 	}
 	return vRefused, nil
 }
 
 // refresh extends the lock on every node and needs a quorum within the
-// lock's validity: no node is waited for past ValidUntil. A node where the
-// key is free (it restarted empty, or the key expired there during a
-// partition) is given the key again, so the quorum regains its margin; a
-// node where another token holds the key is left alone.
+// lock's validity: no node is waited for past ValidUntil. Once a quorum has
+// confirmed it, a node where the key was gone (it restarted empty, or the
+// key expired there during a partition) is given the key again with SET NX
+// (one more round trip, only then), so that the quorum regains its margin;
+// a node where another token holds the key is left alone, and a key gone
+// from so many nodes that no quorum holds it is reported lost, never
+// taken again.
 func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
 	timeout := min(b.nodeTimeout, ttl/10, time.Until(l.ValidUntil()))
 	if timeout <= 0 {
 		return errExpired
 	}
+	gone := make([]bool, len(b.r.nodes))
 	op := nodeOp{script: refreshHealScript, src: refreshHealSrc, id: scriptRefreshHeal, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
-	res := b.r.fanOut(ctx, timeout, untilQuorum, nil, &op, countHeld)
-	return b.r.holdOutcome("refresh", res)
+	res := b.r.fanOut(ctx, timeout, untilQuorum, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
+		gone[i] = cmd.Err() == nil && cmd.Val() == int64(2)
+		return countHeld(i, cmd)
+	})
+	if err := b.r.holdOutcome("refresh", res); err != nil {
+		return err
+	}
+	if slices.Contains(gone, true) {
+		heal := nodeOp{raw: []any{"set", l.rkey, l.token, "px", ttl.Milliseconds(), "nx"}}
+		b.r.fanOut(ctx, timeout, waitAll, gone, &heal, ignoreAnswer)
+	}
+	return nil
 }
 
 // release deletes the lock on every node. It succeeds when a quorum

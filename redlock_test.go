@@ -644,3 +644,24 @@ func TestRedlockRefreshHealsRestartedNodes(t *testing.T) {
 	assert.Equal(t, "someone-else", rlGet(t, srvs[2], rlKey("heal")))
 	require.NoError(t, l.Release(ctx))
 }
+
+// TestRedlockRefreshDoesNotResurrect: a key gone from every node (deleted
+// by hand) is a lost lock: the next refresh reports it (Done closes, Err
+// matches ErrNotHeld) and takes the key again nowhere, even when the
+// refresh's answers come late: healing happens only after a quorum
+// confirmed the hold.
+func TestRedlockRefreshDoesNotResurrect(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	ctx := context.Background()
+	const ttl = 8 * rlNodeTimeout
+	l, err := newRL(t, srvs).Obtain(ctx, "gone", distlock.WithTTL(ttl), distlock.WithAutoRefresh())
+	require.NoError(t, err)
+	for _, s := range srvs {
+		s.Exec(t, "DEL", rlKey("gone"))
+	}
+	waitClosed(t, l.Done(), waitTimeout, "Done of a lock deleted on every node")
+	require.ErrorIs(t, l.Err(), distlock.ErrNotHeld)
+	for i, s := range srvs {
+		assert.Empty(t, rlGet(t, s, rlKey("gone")), "node %d: the lost lock was taken again", i)
+	}
+}

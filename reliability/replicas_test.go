@@ -122,9 +122,11 @@ func (c *promotionCounts) trial(t *testing.T, rs *redistest.Replicated, key stri
 // above the old holder's.
 func TestClusterFailoverTrials(t *testing.T) {
 	trials := trialsFor(1, 20)
-	// Long against a failover (the wait includes the old master's resync),
-	// so that the lock does not simply expire meanwhile.
-	const ttl = 5 * time.Second
+	// Long against a failover (the wait includes the old master's resync,
+	// and a manual failover asked again when it timed out), so that the
+	// lock does not simply expire meanwhile; the old holder releases it
+	// before the next holder takes it, so nobody waits for that TTL.
+	const ttl = 30 * time.Second
 	cl := redistest.StartClusterWithReplicas(t, 3)
 	for _, acked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("replicas=%v", acked), func(t *testing.T) {

@@ -121,8 +121,37 @@ func (c *Cluster) Failover(t testing.TB, i int, force bool) {
 	if force {
 		args = append(args, "FORCE")
 	}
-	c.Replicas[i].Exec(t, args...)
-	c.Nodes[i], c.Replicas[i] = c.Replicas[i], c.Nodes[i]
+	// A manual failover can time out (the master did not answer in time
+	// on a loaded machine): ask again, up to three times.
+	next := c.Replicas[i]
+	promoted := false
+	for try := 0; try < 3 && !promoted; try++ {
+		next.Exec(t, args...)
+		deadline := time.Now().Add(clusterTimeout / 3)
+		for !promoted && time.Now().Before(deadline) {
+			promoted = next.Info(t, "replication", "role") == "master"
+			if !promoted {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	if !promoted {
+		t.Fatalf("redistest: %v on %s: still a replica", args, next.Addr())
+	}
+	old := c.Nodes[i]
+	c.Nodes[i], c.Replicas[i] = next, old
+	// The old master turns into a replica of the new one when the new
+	// configuration reaches it; on a loaded machine that has taken longer
+	// than WaitOK waits, so tell it after a while.
+	deadline := time.Now().Add(clusterTimeout / 3)
+	for old.Info(t, "replication", "role") == "master" {
+		if time.Now().After(deadline) {
+			id, _ := next.Exec(t, "CLUSTER", "MYID").(string)
+			old.Exec(t, "CLUSTER", "REPLICATE", id)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	c.WaitOK(t)
 }
 

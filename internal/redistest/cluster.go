@@ -34,7 +34,15 @@ type Cluster struct {
 	// replicating is set once the replicas were told to replicate: WaitOK
 	// then also waits for them to be in sync.
 	replicating bool
+	// failedOver is when Failover last promoted Replicas[i]'s shard.
+	failedOver map[int]time.Time
 }
+
+// failoverSpacing is how long Failover leaves between two failovers of one
+// shard: a master does not vote for a second failover of the same shard
+// within twice the node timeout (2s here), and a manual failover asked for
+// sooner times out.
+const failoverSpacing = 5 * time.Second
 
 // StartCluster starts masters cluster nodes in parallel, each with the
 // standard arguments of [Start] plus
@@ -112,7 +120,9 @@ func startCluster(t testing.TB, masters int, replicas bool) *Cluster {
 // Failover runs CLUSTER FAILOVER (a manual failover: the replica first
 // catches up with its master) on Replicas[i], waits until it is a master
 // that every node sees with the cluster ok and its old master is its
-// replica in sync, then swaps Nodes[i] and Replicas[i]. With force, it
+// replica in sync, then swaps Nodes[i] and Replicas[i]. A second failover
+// of the same shard waits until 5s after the first (Redis refuses it
+// sooner). With force, it
 // runs CLUSTER FAILOVER FORCE: no catching up with the master (the old
 // master may take longer than WaitOK allows to become a replica).
 func (c *Cluster) Failover(t testing.TB, i int, force bool) {
@@ -120,6 +130,9 @@ func (c *Cluster) Failover(t testing.TB, i int, force bool) {
 	args := []any{"CLUSTER", "FAILOVER"}
 	if force {
 		args = append(args, "FORCE")
+	}
+	if last, ok := c.failedOver[i]; ok {
+		time.Sleep(time.Until(last.Add(failoverSpacing)))
 	}
 	// A manual failover can time out (the master did not answer in time
 	// on a loaded machine): ask again, up to three times.
@@ -138,20 +151,11 @@ func (c *Cluster) Failover(t testing.TB, i int, force bool) {
 	if !promoted {
 		t.Fatalf("redistest: %v on %s: still a replica", args, next.Addr())
 	}
-	old := c.Nodes[i]
-	c.Nodes[i], c.Replicas[i] = next, old
-	// The old master turns into a replica of the new one when the new
-	// configuration reaches it; on a loaded machine that has taken longer
-	// than WaitOK waits, so tell it after a while.
-	deadline := time.Now().Add(clusterTimeout / 3)
-	for old.Info(t, "replication", "role") == "master" {
-		if time.Now().After(deadline) {
-			id, _ := next.Exec(t, "CLUSTER", "MYID").(string)
-			old.Exec(t, "CLUSTER", "REPLICATE", id)
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	if c.failedOver == nil {
+		c.failedOver = map[int]time.Time{}
 	}
+	c.failedOver[i] = time.Now()
+	c.Nodes[i], c.Replicas[i] = next, c.Nodes[i]
 	c.WaitOK(t)
 }
 

@@ -349,14 +349,14 @@ func TestHelp(t *testing.T) {
 func TestRedact(t *testing.T) {
 	secrets = nil
 	defer func() { secrets = nil }()
-	remember("redis://user:p%40ss-word@host:6379/2")
+	remember("redis://user:p%40ss-w0rd@host:6379/2")
 	tests := []struct{ give, want string }{
 		{"redis://user:hunter2@host:6379", "redis://user:xxxxx@host:6379"},
 		{"rediss://:hunter2@host", "rediss://:xxxxx@host"},
 		{"redis://host:6379", "redis://host:6379"},
 		{`parse "redis://u:pw@h:x": invalid port`, `parse "redis://u:xxxxx@h:x": invalid port`},
 		{"redis://h/0?password=hunter2&db=1", "redis://h/0?password=xxxxx&db=1"},
-		{"auth failed for p@ss-word", "auth failed for xxxxx"},
+		{"auth failed for p@ss-w0rd", "auth failed for xxxxx"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, redact(tt.give))

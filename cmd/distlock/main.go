@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -25,6 +27,7 @@ const (
 	exitOK       = 0
 	exitError    = 1  // Redis unreachable, lock lost, demo failed
 	exitUsage    = 2  // bad flags or arguments
+	exitUnknown  = 3  // status: too few Redlock nodes answered to tell
 	exitConflict = 75 // EX_TEMPFAIL: the lock is held elsewhere
 	exitNoExec   = 126
 	exitNotFound = 127
@@ -69,6 +72,9 @@ func printf(format string, args ...any) {
 }
 
 func main() {
+	if parent, ok := guardMode(); ok {
+		os.Exit(guardMain(parent, os.Args[1:]))
+	}
 	redis.SetLogger(quietLogger{})
 	os.Exit(dispatch(os.Args[1:]))
 }
@@ -119,4 +125,30 @@ func parseFlags(fs *flag.FlagSet, usage string, args []string) (ok bool, code in
 func usageErr(cmd, format string, args ...any) int {
 	errorf("%s: %s (see distlock %s --help)", cmd, fmt.Sprintf(format, args...), cmd)
 	return exitUsage
+}
+
+// durationValue is a duration flag whose error for a bare number suggests
+// the unit.
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("a duration needs a unit: did you mean %ss?", s)
+		}
+		return fmt.Errorf("not a duration (e.g. 500ms, 10s, 1m): %q", s)
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+// durationFlag defines a duration flag that hints at the unit.
+func durationFlag(fs *flag.FlagSet, name string, value time.Duration) *time.Duration {
+	p := new(time.Duration)
+	*p = value
+	fs.Var((*durationValue)(p), name, "")
+	return p
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -405,4 +406,106 @@ func TestRunRedlock(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "state:  free")
 	assert.Contains(t, stdout, "error:")
+}
+
+// TestRunOncePer: the cron pattern. Three `run --once-per 2s` per
+// boundary, started up to 300ms apart (as cron on three machines whose
+// clocks and start-up differ), over 4 boundaries: COMMAND runs exactly
+// once per boundary, and the others exit 75. Without --once-per (a plain
+// lock held only while COMMAND runs) each of the three ran: the option
+// did not exist before.
+func TestRunOncePer(t *testing.T) {
+	srv := redistest.Start(t)
+	log := filepath.Join(t.TempDir(), "log")
+	const period = 2 * time.Second
+	offsets := []time.Duration{0, 150 * time.Millisecond, 300 * time.Millisecond}
+	next := time.Now().Truncate(period).Add(period)
+	conflicts := 0
+	for range 4 {
+		var ps []*proc
+		for _, off := range offsets {
+			// Waiting for a wall-clock instant, as cron does; not a
+			// synchronisation with another process.
+			time.Sleep(time.Until(next.Add(off)))
+			ps = append(ps, start(t, "", nil, "run", "--redis", redisURL(srv), "--once-per", "2s", "report", "--", "sh", "-c", `echo "$DISTLOCK_TICK" >> "$0"`, log))
+		}
+		for _, p := range ps {
+			switch code := p.wait(t); code {
+			case 0:
+			case exitConflict:
+				conflicts++
+				oneLine(t, p.stderr.String())
+				assert.Contains(t, p.stderr.String(), `tick of "report" is taken elsewhere`)
+			default:
+				t.Errorf("exit %d: %s", code, p.stderr)
+			}
+		}
+		next = next.Add(period)
+	}
+	got, err := os.ReadFile(log)
+	require.NoError(t, err)
+	lines := strings.Fields(string(got))
+	assert.Len(t, lines, 4, "runs: %q", lines)
+	assert.Equal(t, 8, conflicts)
+	seen := map[string]bool{}
+	for _, l := range lines {
+		tick, err := time.Parse(time.RFC3339Nano, l)
+		require.NoError(t, err, l)
+		assert.Zero(t, tick.UnixNano()%int64(period), "tick %s on a boundary", l)
+		assert.False(t, seen[l], "tick %s ran twice", l)
+		seen[l] = true
+	}
+}
+
+// TestRunPasswordPiecesNeverShown: passwords holding '@', ':' or a space,
+// right or wrong, in URLs that parse or not, with Redis up or down: no
+// piece of 4 characters of the password appears in anything distlock
+// prints. Failed before the fix: a raw '@' showed the password's tail.
+func TestRunPasswordPiecesNeverShown(t *testing.T) {
+	srv := redistest.Start(t)
+	const right = "Abc@RIGHTPASS:Q9 z"
+	srv.Exec(t, "CONFIG", "SET", "requirepass", right)
+	noPiece := func(pw, what, s string) {
+		t.Helper()
+		for _, piece := range fourPieces(pw) {
+			if strings.Contains(s, piece) {
+				t.Errorf("%s: %q shows %q of the password %q", what, s, piece, pw)
+			}
+		}
+	}
+	tests := []struct{ pw, host string }{
+		{right, srv.Addr()},                  // a space: does not parse
+		{"abc@SECRETTAIL", srv.Addr()},       // wrong, raw '@'
+		{"xy:SECRET:TAIL", srv.Addr()},       // wrong, ':'
+		{"abc@SECRETTAIL", "127.0.0.1:1"},    // Redis down
+		{"abc@SECRETTAIL", "127.0.0.1:nope"}, // bad port
+		{"a b@SECRET TAIL", srv.Addr()},      // spaces, '@'
+	}
+	for _, tt := range tests {
+		for _, u := range []string{"redis://user:" + tt.pw + "@" + tt.host, ":" + tt.pw + "@" + tt.host} {
+			for _, args := range [][]string{{"run", "--redis", u, "k", "--", "true"}, {"status", "--redis", u, "k"}} {
+				code, stdout, stderr := runDistlock(t, "", nil, args...)
+				assert.NotEqual(t, 0, code, "%q", args)
+				assert.NotEmpty(t, stderr, "%q", args)
+				noPiece(tt.pw, u, stdout+stderr)
+			}
+		}
+	}
+	// The right password, percent-encoded: it works, and status shows
+	// nothing of it.
+	good := "redis://:" + url.PathEscape(right) + "@" + srv.Addr()
+	code, stdout, stderr := runDistlock(t, "", nil, "status", "--redis", good, "k")
+	assert.Equal(t, 0, code, stderr)
+	noPiece(right, "status", stdout+stderr)
+	noPiece(url.PathEscape(right), "status", stdout+stderr)
+}
+
+// fourPieces returns the substrings of 4 characters of s.
+func fourPieces(s string) []string {
+	r := []rune(s)
+	var out []string
+	for i := 0; i+4 <= len(r); i++ {
+		out = append(out, string(r[i:i+4]))
+	}
+	return out
 }

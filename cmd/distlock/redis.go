@@ -61,7 +61,21 @@ const minPiece = 4
 func redact(s string) string {
 	s = userinfoPassword.ReplaceAllString(s, "${1}\x00@")
 	s = passwordParam.ReplaceAllString(s, "${1}\x00")
-	mask := make([]bool, len(s))
+	fill := filler()
+	for {
+		r := mask(s, fill)
+		if fill != "" || r == s {
+			return r
+		}
+		// Without a filler, neighbours of a removed run meet: look again.
+		s = r
+	}
+}
+
+// mask replaces each run of s covered by a piece of a secret (or a NUL
+// byte, which marks a password found by form) with fill.
+func mask(s, fill string) string {
+	masked := make([]bool, len(s))
 	for _, p := range secrets {
 		for _, piece := range pieces(p) {
 			for i := 0; ; {
@@ -70,7 +84,7 @@ func redact(s string) string {
 					break
 				}
 				for k := i + j; k < i+j+len(piece); k++ {
-					mask[k] = true
+					masked[k] = true
 				}
 				i += j + 1
 			}
@@ -78,20 +92,17 @@ func redact(s string) string {
 	}
 	for i := range s {
 		if s[i] == 0 {
-			mask[i] = true
+			masked[i] = true
 		}
 	}
-	// Each masked run becomes one filler that no password holds any
-	// character of, so that filler and its neighbours never make a piece.
-	fill := filler()
 	var b strings.Builder
 	for i := 0; i < len(s); {
-		if !mask[i] {
+		if !masked[i] {
 			b.WriteByte(s[i])
 			i++
 			continue
 		}
-		for i < len(s) && mask[i] {
+		for i < len(s) && masked[i] {
 			i++
 		}
 		b.WriteString(fill)
@@ -124,7 +135,9 @@ func pieces(p string) []string {
 }
 
 // filler returns "xxxxx", or a run of another character when a password
-// holds an 'x'.
+// holds an 'x': the filler must hold no character of any password, so
+// that it never makes a piece of one with its neighbours. When passwords
+// hold every candidate, it returns "" (runs are removed).
 func filler() string {
 	for _, c := range "x*#~?!%=+_" {
 		clean := true

@@ -509,3 +509,108 @@ func fourPieces(s string) []string {
 	}
 	return out
 }
+
+// TestRunRedlockOnePausedExitsFast: with one of 3 Redlock nodes paused,
+// `run … -- true` exits within 5s. Failed before the fix: 30s, the
+// autopipeliner's drain on Close, with the node clients' 1s read timeout
+// never applied (NewClient had filled in its default first).
+func TestRunRedlockOnePausedExitsFast(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	args := []string{"run"}
+	for _, s := range srvs {
+		args = append(args, "--redis", redisURL(s))
+	}
+	srvs[2].Pause(t)
+	began := time.Now()
+	p := start(t, "", nil, append(args, "k", "--", "true")...)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("distlock still running 5s after it started; stderr %q", p.stderr)
+	}
+	assert.Equal(t, 0, p.code, p.stderr)
+	t.Logf("exited after %v", time.Since(began).Round(time.Millisecond))
+}
+
+// TestRunExitsPromptlyAfterCommandWithRedisPaused: the single Redis is
+// paused while COMMAND runs; COMMAND ends: distlock exits within 3s (the
+// bounded release), with COMMAND's status. Failed before the fix (~8.5s).
+func TestRunExitsPromptlyAfterCommandWithRedisPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	p := start(t, "hold", nil, "run", "--redis", redisURL(srv), "k", "--", self(t))
+	p.stdout.waitFor(t, "ready")
+	srv.Pause(t)
+	ended := time.Now()
+	require.NoError(t, p.stdin.Close())
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+		t.Fatalf("distlock still running 3s after its command ended; stderr %q", p.stderr)
+	}
+	assert.Equal(t, 0, p.code, p.stderr)
+	oneLine(t, p.stderr.String())
+	assert.Contains(t, p.stderr.String(), "expires by itself")
+	t.Logf("exited %v after its command ended", time.Since(ended).Round(time.Millisecond))
+}
+
+// TestRunLockLostAsCommandEnds: COMMAND deletes the lock key and exits 0
+// (the lock is lost just as it ends, by itself): distlock exits 0, with a
+// warning, so that a retrying wrapper does not run the job again. Failed
+// before the fix: exit 1.
+func TestRunLockLostAsCommandEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	code, _, stderr := runDistlock(t, "del:"+srv.Addr()+" distlock:{k}", nil, "run", "--redis", redisURL(srv), "k", "--", self(t))
+	assert.Equal(t, 0, code, stderr)
+	oneLine(t, stderr)
+	assert.Contains(t, stderr, `lock "k" was lost just as`)
+}
+
+// TestStatusUnknown: a Redlock key held on one node, another node down:
+// the majority may hold it, so status says unknown and exits 3. Failed
+// before the fix: "free", exit 0.
+func TestStatusUnknown(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	args := []string{"status"}
+	for _, s := range srvs {
+		args = append(args, "--redis", redisURL(s))
+	}
+	args = append(args, "k")
+	srvs[0].Exec(t, "SET", "distlock:{k}", "tok", "PX", "60000")
+	srvs[2].Kill(t)
+	code, stdout, stderr := runDistlock(t, "", nil, args...)
+	assert.Equal(t, 3, code, stderr)
+	assert.Contains(t, stdout, "state:  unknown (held on 1 of 3 nodes, 1 did not answer; a majority is 2)")
+
+	// Free on both nodes that answered: no majority can hold it.
+	srvs[0].Exec(t, "DEL", "distlock:{k}")
+	code, stdout, stderr = runDistlock(t, "", nil, args...)
+	assert.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "state:  free (held on 0 of 3 nodes, 1 did not answer")
+}
+
+// TestRunUsageHints: the usual mistakes get a one-line error with the right
+// form (exit 2), and nothing runs. Failed before the fix: the flag after
+// KEY ran "--wait" as COMMAND (exit 127), the others gave no hint.
+func TestRunUsageHints(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--redis", url, "job", "--wait", "5s", "--", "echo", "hi"}, "flags go before KEY"},
+		{[]string{"run", "job", "--redis", url, "--", "echo", "hi"}, "flags go before KEY"},
+		{[]string{"run", "--redis", srv.Addr(), "job", "--", "echo", "hi"}, "write redis://" + srv.Addr()},
+		{[]string{"status", "--redis", srv.Addr(), "job"}, "write redis://" + srv.Addr()},
+		{[]string{"run", "--redis", url, "--wait", "5", "job", "--", "echo", "hi"}, "did you mean 5s?"},
+		{[]string{"run", "--redis", url, "--ttl", "10s", "--grace", "6s", "job", "--", "echo", "hi"}, "--grace must be at most half of --ttl (5s)"},
+		{[]string{"run", "--redis", url, "--once-per", "1m", "--wait", "1s", "job", "--", "echo", "hi"}, "do not go together"},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runDistlock(t, "", nil, tt.args...)
+		assert.Equal(t, exitUsage, code, "%q: stderr %q", tt.args, stderr)
+		assert.Empty(t, stdout, "%q", tt.args)
+		oneLine(t, stderr)
+		assert.Contains(t, stderr, tt.want, "%q", tt.args)
+	}
+}

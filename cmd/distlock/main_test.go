@@ -70,7 +70,7 @@ const childExitOnSignal = 7
 //	           "bye" and exit 0
 //	checkdead:PID
 //	           print "PID dead" or "PID alive", exit 0
-//	del:ADDR:KEY
+//	del:ADDR KEY
 //	           delete KEY on the Redis at ADDR, exit 0
 //	append:F:S append S and a newline to file F, exit 0
 //	selfkill   kill itself with SIGKILL
@@ -125,14 +125,13 @@ func child(mode string) int {
 		}
 		return 0
 	case "del":
-		i := strings.LastIndex(arg, ":")
-		c, err := net.Dial("tcp", arg[:i])
+		addr, key, _ := strings.Cut(arg, " ")
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 99
 		}
 		defer c.Close()
-		key := arg[i+1:]
 		fmt.Fprintf(c, "*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n", len(key), key)
 		reply, err := bufio.NewReader(c).ReadString('\n')
 		if err != nil || reply != ":1\r\n" {

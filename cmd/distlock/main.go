@@ -1,7 +1,7 @@
 // Command distlock runs commands under distributed locks on Redis, shows
 // the state of a lock, and demonstrates once-per-tick scheduled jobs.
 //
-//	distlock run [--redis URL]... [--ttl D] [--wait D] [--fencing] [--conflict-exit-code N] KEY -- COMMAND [ARG...]
+//	distlock run [--redis URL]... [--once-per D] [--ttl D] [--wait D] [--grace D] [--fencing] [--conflict-exit-code N] KEY -- COMMAND [ARG...]
 //	distlock status [--redis URL]... KEY
 //	distlock demo [--redis URL] [--replicas N] [--ticks N]
 //
@@ -46,7 +46,9 @@ rediss:// for TLS) or $REDIS_URL.
 
 Examples:
   go run ./cmd/distlock demo
-  distlock run --redis redis://redis-1:6379 nightly-report -- ./report.sh
+  # crontab, the same line on every machine: runs once per night on one
+  0 3 * * *  distlock run --redis redis://redis-1:6379 --once-per 1h nightly-report -- ./report.sh
+  distlock run --redis redis://redis-1:6379 --wait 1m migrate -- ./migrate up
   distlock status --redis redis://redis-1:6379 nightly-report
 
 Run "distlock COMMAND --help" for a command's flags and examples.

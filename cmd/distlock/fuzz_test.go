@@ -32,6 +32,11 @@ func FuzzArgs(f *testing.F) {
 		"bogus\x00x",
 		"run\x00---ttl=1s\x00k\x00x",
 		"run\x00-fencing=maybe\x00k\x00--\x00x",
+		"run\x00k\x00--wait\x005s\x00--\x00x",
+		"run\x00--wait\x005\x00k\x00--\x00x",
+		"run\x00--once-per\x001m\x00--wait\x001s\x00k\x00--\x00x",
+		"run\x00--once-per\x00-1s\x00k\x00--\x00x",
+		"run\x00--ttl\x0010s\x00--grace\x006s\x00k\x00--\x00x",
 	} {
 		f.Add(s)
 	}

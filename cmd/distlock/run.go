@@ -280,7 +280,7 @@ loop:
 				kill.Reset(left) // a late refresh went through: the lock lives on
 				continue
 			}
-			errorf("%s did not exit after SIGTERM; sending SIGKILL before the lock %q ends", r.name(), r.key)
+			errorf("%s did not exit after SIGTERM; sending SIGKILL to its process group (lock %q)", r.name(), r.key)
 			c.kill()
 		case waitErr = <-exited:
 			break loop

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -349,14 +350,14 @@ func TestHelp(t *testing.T) {
 func TestRedact(t *testing.T) {
 	secrets = nil
 	defer func() { secrets = nil }()
-	remember("redis://user:p%40ss-word@host:6379/2")
+	remember("redis://user:p%40ss-w0rd@host:6379/2")
 	tests := []struct{ give, want string }{
 		{"redis://user:hunter2@host:6379", "redis://user:xxxxx@host:6379"},
 		{"rediss://:hunter2@host", "rediss://:xxxxx@host"},
 		{"redis://host:6379", "redis://host:6379"},
 		{`parse "redis://u:pw@h:x": invalid port`, `parse "redis://u:xxxxx@h:x": invalid port`},
 		{"redis://h/0?password=hunter2&db=1", "redis://h/0?password=xxxxx&db=1"},
-		{"auth failed for p@ss-word", "auth failed for xxxxx"},
+		{"auth failed for p@ss-w0rd", "auth failed for xxxxx"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, redact(tt.give))
@@ -405,4 +406,211 @@ func TestRunRedlock(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "state:  free")
 	assert.Contains(t, stdout, "error:")
+}
+
+// TestRunOncePer: the cron pattern. Three `run --once-per 2s` per
+// boundary, started up to 300ms apart (as cron on three machines whose
+// clocks and start-up differ), over 4 boundaries: COMMAND runs exactly
+// once per boundary, and the others exit 75. Without --once-per (a plain
+// lock held only while COMMAND runs) each of the three ran: the option
+// did not exist before.
+func TestRunOncePer(t *testing.T) {
+	srv := redistest.Start(t)
+	log := filepath.Join(t.TempDir(), "log")
+	const period = 2 * time.Second
+	offsets := []time.Duration{0, 150 * time.Millisecond, 300 * time.Millisecond}
+	next := time.Now().Truncate(period).Add(period)
+	conflicts := 0
+	for range 4 {
+		var ps []*proc
+		for _, off := range offsets {
+			// Waiting for a wall-clock instant, as cron does; not a
+			// synchronisation with another process.
+			time.Sleep(time.Until(next.Add(off)))
+			ps = append(ps, start(t, "", nil, "run", "--redis", redisURL(srv), "--once-per", "2s", "report", "--", "sh", "-c", `echo "$DISTLOCK_TICK" >> "$0"`, log))
+		}
+		for _, p := range ps {
+			switch code := p.wait(t); code {
+			case 0:
+			case exitConflict:
+				conflicts++
+				oneLine(t, p.stderr.String())
+				assert.Contains(t, p.stderr.String(), `tick of "report" is taken elsewhere`)
+			default:
+				t.Errorf("exit %d: %s", code, p.stderr)
+			}
+		}
+		next = next.Add(period)
+	}
+	got, err := os.ReadFile(log)
+	require.NoError(t, err)
+	lines := strings.Fields(string(got))
+	assert.Len(t, lines, 4, "runs: %q", lines)
+	assert.Equal(t, 8, conflicts)
+	seen := map[string]bool{}
+	for _, l := range lines {
+		tick, err := time.Parse(time.RFC3339Nano, l)
+		require.NoError(t, err, l)
+		assert.Zero(t, tick.UnixNano()%int64(period), "tick %s on a boundary", l)
+		assert.False(t, seen[l], "tick %s ran twice", l)
+		seen[l] = true
+	}
+}
+
+// TestRunPasswordPiecesNeverShown: passwords holding '@', ':' or a space,
+// right or wrong, in URLs that parse or not, with Redis up or down: no
+// piece of 4 characters of the password appears in anything distlock
+// prints. Failed before the fix: a raw '@' showed the password's tail.
+func TestRunPasswordPiecesNeverShown(t *testing.T) {
+	srv := redistest.Start(t)
+	const right = "Abc@RIGHTPASS:Q9 z"
+	srv.Exec(t, "CONFIG", "SET", "requirepass", right)
+	noPiece := func(pw, what, s string) {
+		t.Helper()
+		for _, piece := range fourPieces(pw) {
+			if strings.Contains(s, piece) {
+				t.Errorf("%s: %q shows %q of the password %q", what, s, piece, pw)
+			}
+		}
+	}
+	tests := []struct{ pw, host string }{
+		{right, srv.Addr()},                  // a space: does not parse
+		{"abc@SECRETTAIL", srv.Addr()},       // wrong, raw '@'
+		{"xy:SECRET:TAIL", srv.Addr()},       // wrong, ':'
+		{"abc@SECRETTAIL", "127.0.0.1:1"},    // Redis down
+		{"abc@SECRETTAIL", "127.0.0.1:nope"}, // bad port
+		{"a b@SECRET TAIL", srv.Addr()},      // spaces, '@'
+	}
+	for _, tt := range tests {
+		for _, u := range []string{"redis://user:" + tt.pw + "@" + tt.host, ":" + tt.pw + "@" + tt.host} {
+			for _, args := range [][]string{{"run", "--redis", u, "k", "--", "true"}, {"status", "--redis", u, "k"}} {
+				code, stdout, stderr := runDistlock(t, "", nil, args...)
+				assert.NotEqual(t, 0, code, "%q", args)
+				assert.NotEmpty(t, stderr, "%q", args)
+				noPiece(tt.pw, u, stdout+stderr)
+			}
+		}
+	}
+	// The right password, percent-encoded: it works, and status shows
+	// nothing of it.
+	good := "redis://:" + url.PathEscape(right) + "@" + srv.Addr()
+	code, stdout, stderr := runDistlock(t, "", nil, "status", "--redis", good, "k")
+	assert.Equal(t, 0, code, stderr)
+	noPiece(right, "status", stdout+stderr)
+	noPiece(url.PathEscape(right), "status", stdout+stderr)
+}
+
+// fourPieces returns the substrings of 4 characters of s.
+func fourPieces(s string) []string {
+	r := []rune(s)
+	var out []string
+	for i := 0; i+4 <= len(r); i++ {
+		out = append(out, string(r[i:i+4]))
+	}
+	return out
+}
+
+// TestRunRedlockOnePausedExitsFast: with one of 3 Redlock nodes paused,
+// `run … -- true` exits within 5s. Failed before the fix: 30s, the
+// autopipeliner's drain on Close, with the node clients' 1s read timeout
+// never applied (NewClient had filled in its default first).
+func TestRunRedlockOnePausedExitsFast(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	args := []string{"run"}
+	for _, s := range srvs {
+		args = append(args, "--redis", redisURL(s))
+	}
+	srvs[2].Pause(t)
+	began := time.Now()
+	p := start(t, "", nil, append(args, "k", "--", "true")...)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("distlock still running 5s after it started; stderr %q", p.stderr)
+	}
+	assert.Equal(t, 0, p.code, p.stderr)
+	t.Logf("exited after %v", time.Since(began).Round(time.Millisecond))
+}
+
+// TestRunExitsPromptlyAfterCommandWithRedisPaused: the single Redis is
+// paused while COMMAND runs; COMMAND ends: distlock exits within 3s (the
+// bounded release), with COMMAND's status. Failed before the fix (~8.5s).
+func TestRunExitsPromptlyAfterCommandWithRedisPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	p := start(t, "hold", nil, "run", "--redis", redisURL(srv), "k", "--", self(t))
+	p.stdout.waitFor(t, "ready")
+	srv.Pause(t)
+	ended := time.Now()
+	require.NoError(t, p.stdin.Close())
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+		t.Fatalf("distlock still running 3s after its command ended; stderr %q", p.stderr)
+	}
+	assert.Equal(t, 0, p.code, p.stderr)
+	oneLine(t, p.stderr.String())
+	assert.Contains(t, p.stderr.String(), "expires by itself")
+	t.Logf("exited %v after its command ended", time.Since(ended).Round(time.Millisecond))
+}
+
+// TestRunLockLostAsCommandEnds: COMMAND deletes the lock key and exits 0
+// (the lock is lost just as it ends, by itself): distlock exits 0, with a
+// warning, so that a retrying wrapper does not run the job again. Failed
+// before the fix: exit 1.
+func TestRunLockLostAsCommandEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	code, _, stderr := runDistlock(t, "del:"+srv.Addr()+" distlock:{k}", nil, "run", "--redis", redisURL(srv), "k", "--", self(t))
+	assert.Equal(t, 0, code, stderr)
+	oneLine(t, stderr)
+	assert.Contains(t, stderr, `lock "k" was lost just as`)
+}
+
+// TestStatusUnknown: a Redlock key held on one node, another node down:
+// the majority may hold it, so status says unknown and exits 3. Failed
+// before the fix: "free", exit 0.
+func TestStatusUnknown(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	args := []string{"status"}
+	for _, s := range srvs {
+		args = append(args, "--redis", redisURL(s))
+	}
+	args = append(args, "k")
+	srvs[0].Exec(t, "SET", "distlock:{k}", "tok", "PX", "60000")
+	srvs[2].Kill(t)
+	code, stdout, stderr := runDistlock(t, "", nil, args...)
+	assert.Equal(t, 3, code, stderr)
+	assert.Contains(t, stdout, "state:  unknown (held on 1 of 3 nodes, 1 did not answer; a majority is 2)")
+
+	// Free on both nodes that answered: no majority can hold it.
+	srvs[0].Exec(t, "DEL", "distlock:{k}")
+	code, stdout, stderr = runDistlock(t, "", nil, args...)
+	assert.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "state:  free (held on 0 of 3 nodes, 1 did not answer")
+}
+
+// TestRunUsageHints: the usual mistakes get a one-line error with the right
+// form (exit 2), and nothing runs. Failed before the fix: the flag after
+// KEY ran "--wait" as COMMAND (exit 127), the others gave no hint.
+func TestRunUsageHints(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--redis", url, "job", "--wait", "5s", "--", "echo", "hi"}, "flags go before KEY"},
+		{[]string{"run", "job", "--redis", url, "--", "echo", "hi"}, "flags go before KEY"},
+		{[]string{"run", "--redis", srv.Addr(), "job", "--", "echo", "hi"}, "write redis://" + srv.Addr()},
+		{[]string{"status", "--redis", srv.Addr(), "job"}, "write redis://" + srv.Addr()},
+		{[]string{"run", "--redis", url, "--wait", "5", "job", "--", "echo", "hi"}, "did you mean 5s?"},
+		{[]string{"run", "--redis", url, "--ttl", "10s", "--grace", "6s", "job", "--", "echo", "hi"}, "--grace must be at most half of --ttl (5s)"},
+		{[]string{"run", "--redis", url, "--once-per", "1m", "--wait", "1s", "job", "--", "echo", "hi"}, "do not go together"},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runDistlock(t, "", nil, tt.args...)
+		assert.Equal(t, exitUsage, code, "%q: stderr %q", tt.args, stderr)
+		assert.Empty(t, stdout, "%q", tt.args)
+		oneLine(t, stderr)
+		assert.Contains(t, stderr, tt.want, "%q", tt.args)
+	}
 }

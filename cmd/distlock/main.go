@@ -1,7 +1,7 @@
 // Command distlock runs commands under distributed locks on Redis, shows
 // the state of a lock, and demonstrates once-per-tick scheduled jobs.
 //
-//	distlock run [--redis URL]... [--ttl D] [--wait D] [--fencing] [--conflict-exit-code N] KEY -- COMMAND [ARG...]
+//	distlock run [--redis URL]... [--once-per D] [--ttl D] [--wait D] [--grace D] [--fencing] [--conflict-exit-code N] KEY -- COMMAND [ARG...]
 //	distlock status [--redis URL]... KEY
 //	distlock demo [--redis URL] [--replicas N] [--ticks N]
 //
@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -25,6 +27,7 @@ const (
 	exitOK       = 0
 	exitError    = 1  // Redis unreachable, lock lost, demo failed
 	exitUsage    = 2  // bad flags or arguments
+	exitUnknown  = 3  // status: too few Redlock nodes answered to tell
 	exitConflict = 75 // EX_TEMPFAIL: the lock is held elsewhere
 	exitNoExec   = 126
 	exitNotFound = 127
@@ -43,7 +46,9 @@ rediss:// for TLS) or $REDIS_URL.
 
 Examples:
   go run ./cmd/distlock demo
-  distlock run --redis redis://redis-1:6379 nightly-report -- ./report.sh
+  # crontab, the same line on every machine: runs once per night on one
+  0 3 * * *  distlock run --redis redis://redis-1:6379 --once-per 1h nightly-report -- ./report.sh
+  distlock run --redis redis://redis-1:6379 --wait 1m migrate -- ./migrate up
   distlock status --redis redis://redis-1:6379 nightly-report
 
 Run "distlock COMMAND --help" for a command's flags and examples.
@@ -69,6 +74,9 @@ func printf(format string, args ...any) {
 }
 
 func main() {
+	if parent, ok := guardMode(); ok {
+		os.Exit(guardMain(parent, os.Args[1:]))
+	}
 	redis.SetLogger(quietLogger{})
 	os.Exit(dispatch(os.Args[1:]))
 }
@@ -119,4 +127,30 @@ func parseFlags(fs *flag.FlagSet, usage string, args []string) (ok bool, code in
 func usageErr(cmd, format string, args ...any) int {
 	errorf("%s: %s (see distlock %s --help)", cmd, fmt.Sprintf(format, args...), cmd)
 	return exitUsage
+}
+
+// durationValue is a duration flag whose error for a bare number suggests
+// the unit.
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("a duration needs a unit: did you mean %ss?", s)
+		}
+		return fmt.Errorf("not a duration (e.g. 500ms, 10s, 1m): %q", s)
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+// durationFlag defines a duration flag that hints at the unit.
+func durationFlag(fs *flag.FlagSet, name string, value time.Duration) *time.Duration {
+	p := new(time.Duration)
+	*p = value
+	fs.Var((*durationValue)(p), name, "")
+	return p
 }

@@ -6,14 +6,17 @@ package main
 // test can choose exactly how the child behaves.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,7 +64,14 @@ const childExitOnSignal = 7
 //	env        print the DISTLOCK_* variables, exit 0
 //	hold       print "ready", then wait until stdin ends (exit 0) or a
 //	           signal comes (print "got SIGNAL", exit childExitOnSignal)
-//	stubborn   ignore SIGTERM, print "ready", wait until killed
+//	stubborn   ignore SIGTERM, print "ready pid=PID", wait until killed
+//	count      print "ready pid=PID", then "got SIGNAL" for each SIGINT, SIGHUP,
+//	           SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH; on SIGTERM print
+//	           "bye" and exit 0
+//	checkdead:PID
+//	           print "PID dead" or "PID alive", exit 0
+//	del:ADDR KEY
+//	           delete KEY on the Redis at ADDR, exit 0
 //	append:F:S append S and a newline to file F, exit 0
 //	selfkill   kill itself with SIGKILL
 func child(mode string) int {
@@ -93,8 +103,42 @@ func child(mode string) int {
 		}
 	case "stubborn":
 		signal.Ignore(syscall.SIGTERM)
-		fmt.Println("ready")
+		fmt.Printf("ready pid=%d\n", os.Getpid())
 		select {}
+	case "count":
+		sigs := make(chan os.Signal, 16)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGTERM)
+		fmt.Printf("ready pid=%d\n", os.Getpid())
+		for s := range sigs {
+			if s == syscall.SIGTERM {
+				fmt.Println("bye")
+				return 0
+			}
+			fmt.Println("got", s)
+		}
+	case "checkdead":
+		pid, _ := strconv.Atoi(arg)
+		if alive(pid) {
+			fmt.Println(pid, "alive")
+		} else {
+			fmt.Println(pid, "dead")
+		}
+		return 0
+	case "del":
+		addr, key, _ := strings.Cut(arg, " ")
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 99
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n", len(key), key)
+		reply, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || reply != ":1\r\n" {
+			fmt.Fprintf(os.Stderr, "DEL %s: %q %v\n", key, reply, err)
+			return 99
+		}
+		return 0
 	case "append":
 		file, text, _ := strings.Cut(arg, ":")
 		f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
@@ -173,6 +217,23 @@ type proc struct {
 // start starts distlock with args; its child (if any) runs in mode.
 func start(t *testing.T, mode string, env []string, args ...string) *proc {
 	t.Helper()
+	return startWith(t, nil, mode, env, args...)
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...; comm may hold spaces and parentheses.
+	rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
+}
+
+// startWith is start with the process attributes of distlock given.
+func startWith(t *testing.T, attr *syscall.SysProcAttr, mode string, env []string, args ...string) *proc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), procTimeout)
 	cmd := exec.CommandContext(ctx, binary, args...)
 	// A race-built binary sleeps 1s at exit unless told not to; a race
@@ -180,6 +241,10 @@ func start(t *testing.T, mode string, env []string, args ...string) *proc {
 	cmd.Env = append(append(os.Environ(), "DISTLOCK_TEST_CHILD="+mode, "REDIS_URL=", "GORACE=atexit_sleep_ms=0 halt_on_error=1"), env...)
 	p := &proc{cmd: cmd, stdout: newBuffer(), stderr: newBuffer(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	cmd.SysProcAttr = attr
+	// A COMMAND left running (a bug under test) keeps the output pipes
+	// open: do not wait for it.
+	cmd.WaitDelay = time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,11 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -34,29 +37,121 @@ func redisURLs(flagged urlList) ([]string, error) {
 	return nil, errors.New("no Redis given: use --redis URL or set REDIS_URL")
 }
 
-// userinfoPassword matches the password part of "scheme://user:password@",
-// and passwordParam a password given as a query parameter.
+// userinfoPassword matches the password part of "scheme://user:password@"
+// up to the last '@' before the host (Go's URL parser takes a raw '@' in a
+// password), and passwordParam a password given as a query parameter.
 var (
-	userinfoPassword = regexp.MustCompile(`(://[^/@:\s]*:)[^@\s]*@`)
-	rawPassword      = regexp.MustCompile(`(?s)://[^/@:]*:(.*)@`)
+	userinfoPassword = regexp.MustCompile(`(://[^/@:\s]*:)[^/\s]*@`)
 	passwordParam    = regexp.MustCompile(`(?i)((?:password|pass|pwd)=)[^&\s]*`)
 )
 
-// secrets are the passwords of the URLs in use, blanked out of everything
-// distlock prints, whatever form they take in a message.
+// secrets are the passwords of the URLs in use, in every form a message may
+// show them in (as typed, decoded, escaped, quoted).
 var secrets []string
 
-// redact blanks out passwords in s: those in URL form, and those of the
-// URLs given to distlock.
+// minPiece is the length, in characters, of the pieces of a password that
+// redact blanks out: no run of minPiece characters of a password is ever
+// printed. A password shorter than that is blanked out whole when it has 3
+// characters or more; shorter ones would blank out ordinary text.
+const minPiece = 4
+
+// redact blanks out passwords in s: those in URL form, and every piece of
+// minPiece characters of the passwords of the URLs given to distlock,
+// wherever it appears.
 func redact(s string) string {
-	s = userinfoPassword.ReplaceAllString(s, "${1}xxxxx@")
-	s = passwordParam.ReplaceAllString(s, "${1}xxxxx")
+	s = userinfoPassword.ReplaceAllString(s, "${1}\x00@")
+	s = passwordParam.ReplaceAllString(s, "${1}\x00")
+	fill := filler()
+	for {
+		r := mask(s, fill)
+		if fill != "" || r == s {
+			return r
+		}
+		// Without a filler, neighbours of a removed run meet: look again.
+		s = r
+	}
+}
+
+// mask replaces each run of s covered by a piece of a secret (or a NUL
+// byte, which marks a password found by form) with fill.
+func mask(s, fill string) string {
+	masked := make([]bool, len(s))
 	for _, p := range secrets {
-		if len(p) >= 3 { // shorter ones would blank out ordinary text
-			s = strings.ReplaceAll(s, p, "xxxxx")
+		for _, piece := range pieces(p) {
+			for i := 0; ; {
+				j := strings.Index(s[i:], piece)
+				if j < 0 {
+					break
+				}
+				for k := i + j; k < i+j+len(piece); k++ {
+					masked[k] = true
+				}
+				i += j + 1
+			}
 		}
 	}
-	return s
+	for i := range s {
+		if s[i] == 0 {
+			masked[i] = true
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if !masked[i] {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		for i < len(s) && masked[i] {
+			i++
+		}
+		b.WriteString(fill)
+	}
+	return b.String()
+}
+
+// pieces returns the substrings of p of minPiece characters (a byte that is
+// not UTF-8 counts as one), or p itself when it is shorter but has 3 bytes
+// or more.
+func pieces(p string) []string {
+	var starts []int
+	for i := 0; i < len(p); {
+		starts = append(starts, i)
+		_, n := utf8.DecodeRuneInString(p[i:])
+		i += n
+	}
+	starts = append(starts, len(p))
+	if len(starts)-1 < minPiece {
+		if len(p) >= 3 {
+			return []string{p}
+		}
+		return nil
+	}
+	out := make([]string, 0, len(starts)-minPiece)
+	for i := 0; i+minPiece < len(starts); i++ {
+		out = append(out, p[starts[i]:starts[i+minPiece]])
+	}
+	return out
+}
+
+// filler returns "xxxxx", or a run of another character when a password
+// holds an 'x': the filler must hold no character of any password, so
+// that it never makes a piece of one with its neighbours. When passwords
+// hold every candidate, it returns "" (runs are removed).
+func filler() string {
+	for _, c := range "x*#~?!%=+_" {
+		clean := true
+		for _, p := range secrets {
+			if strings.ContainsRune(p, c) {
+				clean = false
+				break
+			}
+		}
+		if clean {
+			return strings.Repeat(string(c), 5)
+		}
+	}
+	return ""
 }
 
 func redactAll(urls []string) []string {
@@ -68,18 +163,37 @@ func redactAll(urls []string) []string {
 }
 
 // remember adds the password of a URL, if any, to the secrets, even when
-// the URL does not parse as a whole.
+// the URL does not parse or has no scheme: the password is what follows the
+// first ':' of the user information, which ends at the last '@'.
 func remember(raw string) {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			secrets = append(secrets, p)
-		}
+	rest := raw
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
 		return
 	}
-	// Up to the last '@': a password that makes the URL invalid (a space,
-	// a raw '@') is still a password.
-	if m := rawPassword.FindStringSubmatch(raw); m != nil && m[1] != "" {
-		secrets = append(secrets, m[1], url.QueryEscape(m[1]))
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok || pw == "" {
+		return
+	}
+	forms := []string{pw}
+	if dec, err := url.PathUnescape(pw); err == nil {
+		forms = append(forms, dec)
+	}
+	if dec, err := url.QueryUnescape(pw); err == nil {
+		forms = append(forms, dec)
+	}
+	for _, f := range forms[:len(forms):len(forms)] {
+		q := strconv.Quote(f)
+		forms = append(forms, url.QueryEscape(f), url.PathEscape(f),
+			strings.TrimPrefix(url.UserPassword("", f).String(), ":"), q[1:len(q)-1])
+	}
+	for _, f := range forms {
+		if !slices.Contains(secrets, f) {
+			secrets = append(secrets, f)
+		}
 	}
 }
 
@@ -95,6 +209,14 @@ type node struct {
 	client *redis.Client
 }
 
+// Client timeouts of distlock where the URL does not set them: short,
+// because distlock has one caller and must answer (and exit) in bounded
+// time when a Redis node stops answering.
+const (
+	cliDialTimeout = 2 * time.Second
+	cliIOTimeout   = time.Second
+)
+
 // dial makes a client for each URL. It checks the URLs only; nothing is
 // sent to Redis yet.
 func dial(urls []string) ([]node, error) {
@@ -103,6 +225,10 @@ func dial(urls []string) ([]node, error) {
 	}
 	nodes := make([]node, 0, len(urls))
 	for _, raw := range urls {
+		if !strings.Contains(raw, "://") {
+			closeNodes(nodes)
+			return nil, fmt.Errorf("Redis URL %s has no scheme: write redis://%s (rediss:// for TLS)", redact(raw), redact(raw))
+		}
 		opts, err := redis.ParseURL(raw)
 		if err != nil {
 			closeNodes(nodes)
@@ -114,6 +240,18 @@ func dial(urls []string) ([]node, error) {
 		if opts.MaintNotificationsConfig == nil {
 			opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 		}
+		// Set before NewClient, which fills in its own defaults (5s, 3s).
+		if opts.DialTimeout == 0 {
+			opts.DialTimeout = cliDialTimeout
+		}
+		if opts.ReadTimeout == 0 {
+			opts.ReadTimeout = cliIOTimeout
+		}
+		if opts.WriteTimeout == 0 {
+			opts.WriteTimeout = cliIOTimeout
+		}
+		// A ctx deadline bounds each command too, not only the timeouts.
+		opts.ContextTimeoutEnabled = true
 		nodes = append(nodes, node{name: redact(raw), client: redis.NewClient(opts)})
 	}
 	return nodes, nil
@@ -128,6 +266,7 @@ func closeNodes(nodes []node) {
 // obtainer is what run needs of a Locker or a Redlock.
 type obtainer interface {
 	Obtain(ctx context.Context, key string, opts ...distlock.Option) (*distlock.Lock, error)
+	ClaimTick(ctx context.Context, key string, period time.Duration, opts ...distlock.Option) (*distlock.TickClaim, error)
 }
 
 // backend is the lock service for the URLs given: one Redis (a Locker) or
@@ -152,7 +291,9 @@ func connect(urls []string, prefix string, nodeTimeout time.Duration) (*backend,
 	if err != nil {
 		return nil, err
 	}
-	lk := distlock.New(nodes[0].client, distlock.WithKeyPrefix(prefix))
+	// No autopipelining: distlock has one caller, and the autopipeliner's
+	// drain on Close can hold up the exit.
+	lk := distlock.New(nodes[0].client, distlock.WithKeyPrefix(prefix), distlock.WithPipelining(false))
 	return &backend{nodes: nodes, locker: lk, what: nodes[0].name, prefix: prefix}, nil
 }
 

@@ -22,15 +22,22 @@ Flags (before KEY):
                     node of a Redlock.
   --prefix STRING   namespace of the keys distlock writes (default "distlock:")
 
-Exit status: 0 when the answer was printed, held or free; 1 when Redis
-could not answer; 2 on a usage error.
+With a Redlock, KEY is held when a majority of the nodes hold it, free
+when the nodes that answered show that no majority can hold it, and
+unknown otherwise: when the nodes that did not answer could make the
+majority.
+
+Exit status: 0 when the answer was printed, held or free; 3 when the state
+is unknown (some nodes answered, too few to tell); 1 when Redis could not
+answer (a single Redis, or too few Redlock nodes answered to tell
+anything); 2 on a usage error.
 
 Examples:
   distlock status --redis redis://redis-1:6379 nightly-report
   REDIS_URL=redis://:secret@redis-1:6379/2 distlock status deploy
 `
 
-func statusCmd(args []string) int {
+func statusCmd(args []string) (code int) {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	var urls urlList
 	fs.Var(&urls, "redis", "")
@@ -76,6 +83,11 @@ func statusCmd(args []string) int {
 		}
 	}
 	printf("state:  %s\n", st.describe())
+	defer func() {
+		if st.held == stateUnknown {
+			code = exitUnknown
+		}
+	}()
 	if st.fence > 0 {
 		printf("fence:  %d (the next --fencing holder gets a higher one)\n", st.fence)
 	} else {
@@ -84,9 +96,18 @@ func statusCmd(args []string) int {
 	return exitOK
 }
 
+// heldState is whether a lock is held, as far as status can tell.
+type heldState int
+
+const (
+	stateFree heldState = iota
+	stateHeld
+	stateUnknown // too few Redlock nodes answered to tell
+)
+
 // lockState is what status found: overall and per node.
 type lockState struct {
-	held   bool
+	held   heldState
 	ttl    time.Duration
 	fence  int64
 	err    error
@@ -101,7 +122,9 @@ func (s lockState) describe() string {
 	}
 	var held string
 	switch {
-	case !s.held:
+	case s.held == stateUnknown:
+		held = "unknown"
+	case s.held == stateFree:
 		held = "free"
 	case s.ttl < 0:
 		held = "held, with no expiry (set by hand?)"
@@ -109,13 +132,20 @@ func (s lockState) describe() string {
 		held = fmt.Sprintf("held, expires in %v unless refreshed", roundTTL(s.ttl))
 	}
 	if len(s.nodes) > 1 {
-		n := 0
+		n, e := 0, 0
 		for _, ns := range s.nodes {
-			if ns.err == nil && ns.held {
+			switch {
+			case ns.err != nil:
+				e++
+			case ns.held == stateHeld:
 				n++
 			}
 		}
-		held = fmt.Sprintf("%s (held on %d of %d nodes; a majority is %d)", held, n, len(s.nodes), s.quorum)
+		if e > 0 {
+			held = fmt.Sprintf("%s (held on %d of %d nodes, %d did not answer; a majority is %d)", held, n, len(s.nodes), e, s.quorum)
+		} else {
+			held = fmt.Sprintf("%s (held on %d of %d nodes; a majority is %d)", held, n, len(s.nodes), s.quorum)
+		}
 	}
 	return held
 }
@@ -130,14 +160,14 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		if err != nil {
 			return lockState{}, fmt.Errorf("%s: %w", b.nodes[0].name, err)
 		}
-		return lockState{held: st.Held, ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
+		return lockState{held: stateOf(st.Held), ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
 	}
 	all := lockState{quorum: len(b.nodes)/2 + 1}
 	var ttls []time.Duration
 	var errs []string
 	for _, n := range b.nodes {
 		st, err := distlock.New(n.client, distlock.WithPipelining(false)).Status(ctx, key, opts...)
-		ns := lockState{held: st.Held, ttl: st.TTL, fence: st.Fence, err: err, name: n.name}
+		ns := lockState{held: stateOf(st.Held), ttl: st.TTL, fence: st.Fence, err: err, name: n.name}
 		all.nodes = append(all.nodes, ns)
 		if err != nil {
 			errs = append(errs, n.name+": "+err.Error())
@@ -151,8 +181,14 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 	if len(errs) >= all.quorum {
 		return all, fmt.Errorf("no majority answered: %s", strings.Join(errs, "; "))
 	}
-	if len(ttls) >= all.quorum {
-		all.held = true
+	switch {
+	case len(ttls)+len(errs) < all.quorum:
+		all.held = stateFree
+	case len(ttls) < all.quorum:
+		// The nodes that did not answer may hold it: a majority may.
+		all.held = stateUnknown
+	default:
+		all.held = stateHeld
 		// Sorted descending, the quorum-th TTL is how long a majority
 		// still holds it; -1 (no expiry) counts as the longest.
 		for i := range ttls {
@@ -165,6 +201,13 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		all.ttl = ttls[all.quorum-1]
 	}
 	return all, nil
+}
+
+func stateOf(held bool) heldState {
+	if held {
+		return stateHeld
+	}
+	return stateFree
 }
 
 func longer(a, b time.Duration) bool {

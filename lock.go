@@ -107,16 +107,17 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
-	token := o.token
-	if token == "" {
-		token = uuid.NewString()
-	}
 	rk := lockKey(o.prefix, key)
 	// The plain SET NX PX path needs no script; the script is needed to draw
 	// a fence, to re-attach a caller's token, or to learn the holder's TTL
 	// so that a blocked caller never sleeps past the holder's expiry.
 	plain := !o.fencing && o.token == "" && !o.blocking
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
+		// A fresh token per attempt: the clean-up of a failed attempt
+		// (which may land late) can then never delete what a later
+		// attempt took, as it would if that attempt re-took the key
+		// through acquire.lua's re-attach rule with the same token.
+		token := attemptToken(o)
 		start := time.Now()
 		ok, fence, holderTTL, err := lk.acquire(ctx, plain, rk, token, o)
 		if err != nil {
@@ -134,12 +135,24 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		if l == nil {
 			// Obtained too late to be of use: the validity is already
 			// spent. Give the key back and count it as not obtained.
-			lk.abandon(ctx, nil, rk, token)
+			if o.token == "" {
+				lk.abandon(ctx, nil, rk, token)
+			}
 			return nil, 0, nil
 		}
 		return l, 0, nil
 	}
-	return obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, token: token, o: o})
+	return obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, o: o})
+}
+
+// attemptToken returns the token of one attempt to take a lock: the
+// caller's (WithToken), or else a fresh random UUID, never reused by
+// another attempt.
+func attemptToken(o options) string {
+	if o.token != "" {
+		return o.token
+	}
+	return uuid.NewString()
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -209,10 +208,6 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o.retry = jitteredRetry{o.retry}
-	token := o.token
-	if token == "" {
-		token = uuid.NewString()
-	}
 	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10)}
 	// As for a Locker: plain SET NX PX unless a fence, a re-attach or the
 	// holder's TTL (to bound a blocked caller's wait) needs the script.
@@ -220,7 +215,10 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	rk := lockKey(o.prefix, key)
 	var last *QuorumError
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
-		l, holderTTL, qe, fatal := b.attempt(ctx, key, rk, token, plain, o)
+		// A fresh token per attempt, so that the release of a failed
+		// attempt, however late it lands, cannot delete what a later
+		// attempt took (acquire.lua re-attaches a key to its own token).
+		l, holderTTL, qe, fatal := b.attempt(ctx, key, rk, attemptToken(o), plain, o)
 		last = qe
 		if fatal {
 			return nil, 0, qe

@@ -108,6 +108,9 @@ func And(ms ...Match) Match {
 	}
 }
 
+// Not matches the commands m does not match.
+func Not(m Match) Match { return func(c Command) bool { return !m(c) } }
+
 // HasArg matches commands with arg among their arguments (after the name).
 func HasArg(arg string) Match {
 	return func(c Command) bool {
@@ -164,6 +167,13 @@ func (f *Faults) DropReply(m Match) *Rule { return f.add(&Rule{kind: ruleDrop, m
 // after it on its connection) for d, then lets it go.
 func (f *Faults) Delay(m Match, d time.Duration) *Rule {
 	return f.add(&Rule{kind: ruleDelay, match: m, delay: d})
+}
+
+// Clear removes the rules that have not applied to a command yet.
+func (f *Faults) Clear() {
+	f.mu.Lock()
+	f.rules = nil
+	f.mu.Unlock()
 }
 
 func (f *Faults) add(r *Rule) *Rule {

@@ -2,7 +2,6 @@ package distlock_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"testing"
 	"time"
@@ -284,5 +283,109 @@ func TestLockerFailedHandOverCleanupSparesLaterAttempt(t *testing.T) {
 	})
 }
 
-var _ = errors.Is
-var _ = assert.Equal
+// TestReleaseWithLostReplyIsNotReportedAsTakenOver: a release whose reply
+// is lost after Redis deleted the lock must not say that the lock was
+// taken over.
+//
+//  1. X holds the lock; its client retries on network errors (go-redis's
+//     default MaxRetries).
+//  2. X releases: Redis runs the release script and deletes the key, but
+//     the connection dies with the reply in flight.
+//
+// Before the fix go-redis sent the script again, the second run found
+// nothing to delete, and Release returned ErrNotHeld ("deleted or taken
+// over"). Now the release is never re-sent: Release says its outcome is
+// unknown (ErrUnknownOutcome), and a second Release, finding the key gone
+// while the lock was still valid, reports success.
+func TestReleaseWithLostReplyIsNotReportedAsTakenOver(t *testing.T) {
+	release := scriptSrc(t, "release")
+	modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		const key = "lost-reply"
+		f := redistest.NewFaults(t)
+		x := distlock.New(srv.Client(t, f.Options, func(o *redis.Options) { o.MaxRetries = 3 }), opts...)
+		srv.Exec(t, "SCRIPT", "LOAD", release) // as after any earlier release
+		l, err := x.Obtain(ctx, key, distlock.WithTTL(time.Minute))
+		require.NoError(t, err)
+		dropped := f.DropReply(redistest.And(redistest.Script(release), redistest.HasArg(rlKey(key))))
+		err = l.Release(ctx)
+		waitClosed(t, dropped.Done(), waitTimeout, "the release ran on the server")
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, distlock.ErrNotHeld, "a lost reply reported as a loss")
+		assert.ErrorIs(t, err, distlock.ErrUnknownOutcome)
+		assert.Empty(t, rlGet(t, srv, rlKey(key)), "the release ran")
+		assert.NoError(t, l.Release(ctx), "a second Release finds its own release done")
+	})
+}
+
+// TestReleaseOutcomes: Release tells a lock it released from one that
+// expired and from one taken over by another holder.
+func TestReleaseOutcomes(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	lk := distlock.New(srv.Client(t))
+	l, err := lk.Obtain(ctx, "gone", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	srv.Exec(t, "DEL", rlKey("gone"))
+	err = l.Release(ctx)
+	require.ErrorIs(t, err, distlock.ErrNotHeld)
+	assert.NotErrorIs(t, err, distlock.ErrUnknownOutcome)
+	assert.Contains(t, err.Error(), "expired or was deleted")
+
+	l, err = lk.Obtain(ctx, "taken", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	srv.Exec(t, "SET", rlKey("taken"), "someone-else")
+	err = l.Release(ctx)
+	require.ErrorIs(t, err, distlock.ErrNotHeld)
+	assert.Contains(t, err.Error(), "taken over")
+	assert.Equal(t, "someone-else", rlGet(t, srv, rlKey("taken")))
+}
+
+// TestRedlockReleaseWithLostReplies: the same on a Redlock, where nodes
+// that never had the key must not count as "no longer held" either.
+//
+//  1. Z holds the key on node A; X obtains the lock on B and C.
+//  2. X releases: B and C delete the key, but the reply from B is lost.
+//
+// Before the fix B's release was re-sent and found nothing, and A (which
+// never had X's key) and B counted as "no longer held": ErrNotHeld. Now A
+// is not asked, B's outcome is unknown, and so is the release's.
+func TestRedlockReleaseWithLostReplies(t *testing.T) {
+	release := scriptSrc(t, "release")
+	rlModes(t, 3, func(t *testing.T, srvs []*redistest.Server, mode distlock.Option) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		const key = "rl-lost-reply"
+		rk := rlKey(key)
+		f := redistest.NewFaults(t)
+		clients := make([]redis.UniversalClient, 3)
+		for i, s := range srvs {
+			opts := []func(*redis.Options){func(o *redis.Options) {
+				o.MaxRetries = 3
+				o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+			}}
+			if i == 1 {
+				opts = append(opts, f.Options)
+			}
+			clients[i] = s.Client(t, opts...)
+		}
+		x := distlock.NewRedlock(clients, distlock.WithNodeTimeout(rlNodeTimeout), mode)
+		srvs[0].Exec(t, "SET", rk, "Z", "PX", 60000)
+		l, err := x.Obtain(ctx, key, distlock.WithTTL(time.Minute))
+		require.NoError(t, err)
+
+		dropped := f.DropReply(redistest.And(redistest.Script(release), redistest.HasArg(rk)))
+		err = l.Release(ctx)
+		waitClosed(t, dropped.Done(), waitTimeout, "the release ran on node B")
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, distlock.ErrNotHeld, "a lost reply reported as a loss")
+		assert.ErrorIs(t, err, distlock.ErrUnknownOutcome)
+		var qe *distlock.QuorumError
+		require.ErrorAs(t, err, &qe)
+		assert.Equal(t, 0, qe.Refused, "nodes that never had the key counted as no longer held: %v", err)
+		assert.Equal(t, "Z", rlGet(t, srvs[0], rk))
+		assert.Empty(t, rlGet(t, srvs[1], rk))
+		assert.Empty(t, rlGet(t, srvs[2], rk))
+	})
+}

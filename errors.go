@@ -3,6 +3,8 @@ package distlock
 import (
 	"errors"
 	"fmt"
+
+	"github.com/redis/go-redis/v9"
 )
 
 var (
@@ -17,6 +19,15 @@ var (
 	// Refresh and TTL return errors that match it (errors.Is).
 	ErrNotHeld = errors.New("distlock: not held")
 
+	// ErrUnknownOutcome is matched by the error of a Release whose outcome
+	// is not known: the release may have reached Redis and run, but no
+	// answer came back (a timeout, a broken connection). The lock is then
+	// either released, or left in Redis until its TTL runs out; nobody
+	// else can hold it meanwhile. The error also wraps the cause. Release
+	// may be called again: it returns nil when it finds the lock gone while
+	// still valid, as the earlier release deleted it.
+	ErrUnknownOutcome = errors.New("distlock: unknown outcome")
+
 	// ErrInvalidArgument is matched by every error about bad input: an empty
 	// key, a TTL ≤ 0 or not above the drift allowance, a bad drift factor, a
 	// nil retry strategy, no client or a nil client. The message names the
@@ -29,7 +40,21 @@ var (
 	errExpired  = fmt.Errorf("%w: validity ran out before a refresh confirmed it", ErrNotHeld)
 	errGone     = fmt.Errorf("%w: the lock was deleted or taken over", ErrNotHeld)
 	errReleased = fmt.Errorf("%w: already released", ErrNotHeld)
+	// A release's findings (release.lua).
+	errVanished  = fmt.Errorf("%w: the lock had expired or was deleted", ErrNotHeld)
+	errTakenOver = fmt.Errorf("%w: the lock was taken over by another holder", ErrNotHeld)
 )
+
+// unknownOutcome wraps the error of a command that may have run in Redis
+// although no answer came back (a timeout, a broken connection); an error
+// reply from Redis, after which nothing was written, is returned as is.
+func unknownOutcome(err error) error {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+}
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)

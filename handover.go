@@ -90,15 +90,19 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	}
 	token := attemptToken(h.o)
 	start := time.Now()
+	op := nodeOp{script: transferScript, src: transferSrc, keys: []string{l.rkey, fenceKey(l.rkey)}, args: []any{l.token, token, h.o.ttl.Milliseconds(), fenceFlag}}
 	run := lk.conns.get()
-	res, err := transferScript.Run(ctx, run, []string{l.rkey, fenceKey(l.rkey)}, l.token, token, h.o.ttl.Milliseconds(), fenceFlag).Int64Slice()
+	// Never re-sent: a second run would find the lock handed over and
+	// answer "not held".
+	res, err := runOnce(ctx, run, &op).Int64Slice()
 	lk.conns.done()
 	switch {
 	case err != nil:
 		if h.o.token == "" {
 			lk.abandon(ctx, err, l.rkey, token)
 		}
-		return err
+		l.releaseUnsure.Store(true)
+		return unknownOutcome(err)
 	case len(res) != 2:
 		return fmt.Errorf("distlock: unexpected hand-over reply %v", res)
 	case res[0] == 0:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -258,17 +259,50 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if tk := lk.waiters.claim(l.rkey); tk != nil {
 		return lk.handOver(ctx, l, tk)
 	}
+	op := nodeOp{script: releaseScript, src: releaseSrc, keys: []string{l.rkey}, args: []any{l.token}}
 	run := lk.conns.get()
-	defer lk.conns.done()
-	n, err := releaseScript.Run(ctx, run, []string{l.rkey}, l.token).Int64()
+	n, err := runOnce(ctx, run, &op).Int64()
+	lk.conns.done()
 	if err != nil {
-		return err
+		l.releaseUnsure.Store(true)
+		return unknownOutcome(err)
 	}
-	if n == 0 {
-		return errGone
-	}
-	return nil
+	return l.releaseFound(n)
 }
+
+// releaseFound turns release.lua's answer into Release's error. A lock
+// found gone while it was still valid, after a release of unknown outcome,
+// was deleted by that release.
+func (l *Lock) releaseFound(n int64) error {
+	switch {
+	case n == 1:
+		return nil
+	case n < 0:
+		return errTakenOver
+	case l.releaseUnsure.Load() && time.Now().Before(l.ValidUntil()):
+		return nil
+	}
+	return errVanished
+}
+
+// runOnce runs op's script (EVALSHA, then EVAL on NOSCRIPT) through run, and
+// never lets go-redis send it a second time after a network error: the
+// first may have run, and a second run would answer for what the first
+// did (a release finding nothing left to release).
+func runOnce(ctx context.Context, run runner, op *nodeOp) *redis.Cmd {
+	cmd := op.cmd(ctx, false)
+	if err := run.Process(ctx, onceCmd{cmd}); isNoScript(err) {
+		cmd = op.cmd(ctx, true)
+		_ = run.Process(ctx, onceCmd{cmd})
+	}
+	return cmd
+}
+
+// onceCmd is a command go-redis must not re-send after a network error.
+type onceCmd struct{ *redis.Cmd }
+
+// NoRetry implements redis.Cmder.
+func (onceCmd) NoRetry() bool { return true }
 
 func (lk *Locker) pttl(ctx context.Context, l *Lock) (time.Duration, error) {
 	run := lk.conns.get()
@@ -313,6 +347,11 @@ type Lock struct {
 	ttl    time.Duration
 	drift  float64
 	onLost func(error) // set by guard; called once on loss
+
+	// releaseUnsure is set by the backend when a release of unknown
+	// outcome was sent: a later release that finds the lock gone while it
+	// is still valid knows that release deleted it.
+	releaseUnsure atomic.Bool
 
 	refreshMu sync.Mutex // serialises refreshes, so validity follows the last one
 

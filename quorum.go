@@ -166,6 +166,15 @@ type nodeOp struct {
 	keys   []string
 	args   []any
 	raw    []any
+	once   bool // never re-sent by go-redis after a network error (see runOnce)
+}
+
+// wrap returns cmd as the Cmder to send.
+func (op *nodeOp) wrap(cmd *redis.Cmd) redis.Cmder {
+	if op.once {
+		return onceCmd{cmd}
+	}
+	return cmd
 }
 
 func (op *nodeOp) cmd(ctx context.Context, eval bool) *redis.Cmd {
@@ -259,7 +268,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 		c.eval = op.script != nil && nd.needsEval(op.id)
 		if nd.ap != nil {
 			c.cmd = op.cmd(ctx, c.eval)
-			c.fut = nd.ap.Submit(ctx, c.cmd)
+			c.fut = nd.ap.Submit(ctx, op.wrap(c.cmd))
 			continue
 		}
 		c.done = make(chan struct{})
@@ -306,7 +315,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 					nd.setEval(1 << op.id)
 					c.eval = true
 					c.cmd = op.cmd(ctx, true)
-					c.fut = nd.ap.Submit(ctx, c.cmd)
+					c.fut = nd.ap.Submit(ctx, op.wrap(c.cmd))
 					continue
 				}
 				break
@@ -383,11 +392,11 @@ func (res *fanResult) fail(i int, nd *rlNode, err error) {
 func runPlain(ctx context.Context, client redis.UniversalClient, op *nodeOp, c *nodeCall) {
 	defer close(c.done)
 	cmd := op.cmd(ctx, c.eval)
-	err := client.Process(ctx, cmd)
+	err := client.Process(ctx, op.wrap(cmd))
 	if !c.eval && op.script != nil && isNoScript(err) {
 		c.eval = true
 		cmd = op.cmd(ctx, true)
-		_ = client.Process(ctx, cmd)
+		_ = client.Process(ctx, op.wrap(cmd))
 	}
 	c.cmd = cmd
 }
@@ -415,17 +424,22 @@ func (r *Redlock) newQuorumError(op string, res fanResult, match error) *QuorumE
 
 // holdOutcome turns the result of a refresh, release or TTL fan-out into
 // the operation's error: nil with a quorum; errGone (ErrNotHeld) when so
-// many nodes answered "not held" that no quorum can hold the lock; else a
-// QuorumError that does not match ErrNotHeld, as the lock may still be held.
-func (r *Redlock) holdOutcome(op string, res fanResult) error {
+// many nodes no longer hold the lock (those that answered "not held", and
+// the excluded ones that never had it) that no quorum can hold it; else a
+// QuorumError that does not match ErrNotHeld, as the lock may still be held
+// (for a release: matching ErrUnknownOutcome, as it may have been
+// released).
+func (r *Redlock) holdOutcome(op string, res fanResult, excluded int) error {
 	switch {
 	case res.ok >= r.quorum:
 		return nil
-	case res.refused > len(r.nodes)-r.quorum:
+	case res.refused+excluded > len(r.nodes)-r.quorum:
 		if len(res.errs) == 0 {
 			return errGone
 		}
 		return r.newQuorumError(op, res, errGone)
+	case op == "release":
+		return r.newQuorumError(op, res, ErrUnknownOutcome)
 	}
 	return r.newQuorumError(op, res, nil)
 }

@@ -268,6 +268,11 @@ func (j jitteredRetry) String() string { return fmt.Sprintf("jittered(%v)", j.s)
 type redlockBackend struct {
 	r           *Redlock
 	nodeTimeout time.Duration
+	// mayHold marks the nodes that may hold the lock: all but those that
+	// refused the successful attempt (held by another). Set once, before
+	// the Lock is handed out; refresh, release and TTL ask only these.
+	mayHold []bool
+	excluded int // nodes not in mayHold
 }
 
 var _ backend = (*redlockBackend)(nil)
@@ -329,6 +334,14 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 			}
 		}
 		if raised {
+			b.mayHold = make([]bool, n)
+			b.excluded = 0
+			for i, v := range res.verdicts {
+				b.mayHold[i] = v != vRefused
+				if v == vRefused {
+					b.excluded++
+				}
+			}
 			if l = newLock(b, key, rk, token, fence, o, start); l != nil {
 				return l, 0, nil, false
 			}
@@ -422,16 +435,32 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 		return errExpired
 	}
 	op := nodeOp{script: refreshScript, src: refreshSrc, id: scriptRefresh, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
-	res := b.r.fanOut(ctx, timeout, untilQuorum, nil, &op, countHeld)
-	return b.r.holdOutcome("refresh", res)
+	res := b.r.fanOut(ctx, timeout, untilQuorum, b.mayHold, &op, countHeld)
+	return b.r.holdOutcome("refresh", res, b.excluded)
 }
 
-// release deletes the lock on every node. It succeeds when a quorum
-// released it, and matches ErrNotHeld when too many nodes no longer held it.
+// release deletes the lock on every node that may hold it. It succeeds
+// when a quorum released it, and matches ErrNotHeld when too many nodes no
+// longer held it. Otherwise its outcome is unknown (nodes did not answer):
+// a QuorumError matching ErrUnknownOutcome. A release is never re-sent to a
+// node by go-redis, where a second run would find the key it deleted gone.
 func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
-	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{l.rkey}, args: []any{l.token}}
-	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
-	return b.r.holdOutcome("release", res)
+	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{l.rkey}, args: []any{l.token}, once: true}
+	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, b.mayHold, &op, func(_ int, cmd *redis.Cmd) (verdict, error) {
+		n, err := cmd.Int64()
+		switch {
+		case err != nil:
+			return vFailed, err
+		case l.releaseFound(n) == nil:
+			return vOK, nil
+		}
+		return vRefused, nil
+	})
+	err := b.r.holdOutcome("release", res, b.excluded)
+	if errors.Is(err, ErrUnknownOutcome) {
+		l.releaseUnsure.Store(true)
+	}
+	return err
 }
 
 // pttl returns what a quorum guarantees: the quorum-th largest remaining TTL
@@ -442,7 +471,7 @@ func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, erro
 	r := b.r
 	ttls := make([]int64, len(r.nodes))
 	op := nodeOp{script: pttlScript, src: pttlSrc, id: scriptPTTL, keys: []string{l.rkey}, args: []any{l.token}}
-	res := r.fanOut(ctx, b.nodeTimeout, waitAll, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
+	res := r.fanOut(ctx, b.nodeTimeout, waitAll, b.mayHold, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
 		ms, err := cmd.Int64()
 		switch {
 		case err != nil:
@@ -455,7 +484,7 @@ func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, erro
 		ttls[i] = ms
 		return vOK, nil
 	})
-	if err := r.holdOutcome("ttl", res); err != nil {
+	if err := r.holdOutcome("ttl", res, b.excluded); err != nil {
 		return 0, err
 	}
 	held := make([]int64, 0, res.ok)

@@ -271,7 +271,7 @@ type redlockBackend struct {
 	// mayHold marks the nodes that may hold the lock: all but those that
 	// refused the successful attempt (held by another). Set once, before
 	// the Lock is handed out; refresh, release and TTL ask only these.
-	mayHold []bool
+	mayHold  []bool
 	excluded int // nodes not in mayHold
 }
 

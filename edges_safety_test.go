@@ -389,3 +389,99 @@ func TestRedlockReleaseWithLostReplies(t *testing.T) {
 		assert.Empty(t, rlGet(t, srvs[2], rk))
 	})
 }
+
+// TestBadInputAtTheEdges: input a new user may well try returns an error
+// matching ErrInvalidArgument that names the problem, never a panic.
+func TestBadInputAtTheEdges(t *testing.T) {
+	ctx := context.Background()
+	srvs := redistest.StartN(t, 3)
+	lk := distlock.New(srvs[0].Client(t))
+	rl := newRL(t, srvs)
+
+	t.Run("nil fn", func(t *testing.T) {
+		for name, do := range map[string]func() error{
+			"Locker":  func() error { return lk.Do(ctx, "k", nil) },
+			"Redlock": func() error { return rl.Do(ctx, "k", nil) },
+		} {
+			var err error
+			require.NotPanics(t, func() { err = do() }, name)
+			require.ErrorIs(t, err, distlock.ErrInvalidArgument, name)
+			assert.Contains(t, err.Error(), "nil fn", name)
+		}
+		assert.Empty(t, rlGet(t, srvs[0], rlKey("k")), "a nil fn took the lock")
+	})
+
+	t.Run("WithToken as a default", func(t *testing.T) {
+		// Every Obtain of such a Locker would re-attach to the lock of
+		// every other: no mutual exclusion at all.
+		for name, ob := range map[string]obtainer{
+			"New":        distlock.New(srvs[0].Client(t), distlock.WithToken("shared")),
+			"NewRedlock": distlock.NewRedlock(rlClients(t, srvs), distlock.WithToken("shared")),
+		} {
+			_, err := ob.Obtain(ctx, "k")
+			require.ErrorIs(t, err, distlock.ErrInvalidArgument, name)
+			assert.Contains(t, err.Error(), "WithToken", name)
+		}
+		// Per call it stays valid.
+		l, err := lk.Obtain(ctx, "per-call", distlock.WithToken("mine"))
+		require.NoError(t, err)
+		require.NoError(t, l.Release(ctx))
+	})
+
+	t.Run("fewer than 3 Redlock nodes", func(t *testing.T) {
+		for n := 1; n < 3; n++ {
+			_, err := distlock.NewRedlock(rlClients(t, srvs[:n])).Obtain(ctx, "k")
+			require.ErrorIs(t, err, distlock.ErrInvalidArgument, "%d nodes", n)
+			assert.Contains(t, err.Error(), "at least 3", "%d nodes", n)
+		}
+	})
+}
+
+// TestErrorsPrintOnOneLine: an Obtain whose ctx ends first matches both
+// ErrNotObtained and ctx's error, and prints on one line.
+func TestErrorsPrintOnOneLine(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	lk := distlock.New(srvs[0].Client(t))
+	rl := newRL(t, srvs)
+	for name, ob := range map[string]obtainer{"Locker": lk, "Redlock": rl} {
+		held, err := ob.Obtain(context.Background(), "cc")
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err = ob.Obtain(ctx, "cc", distlock.WithBlocking())
+		cancel()
+		require.ErrorIs(t, err, distlock.ErrNotObtained, name)
+		require.ErrorIs(t, err, context.DeadlineExceeded, name)
+		assert.NotContains(t, err.Error(), "\n", name)
+		assert.Equal(t, `obtain "cc": distlock: not obtained: context deadline exceeded`, err.Error(), name)
+		require.NoError(t, held.Release(context.Background()))
+	}
+}
+
+// TestRedlockRefusedConnectionIsNotATimeout: a node that refuses the
+// connection is reported as such, not as a node timeout.
+func TestRedlockRefusedConnectionIsNotATimeout(t *testing.T) {
+	rlModes(t, 3, func(t *testing.T, srvs []*redistest.Server, mode distlock.Option) {
+		clients := make([]redis.UniversalClient, 3)
+		for i, s := range srvs {
+			// go-redis's default dial retries (5, 100ms apart).
+			clients[i] = s.Client(t, func(o *redis.Options) { o.DialerRetries = 0 })
+		}
+		srvs[2].Kill(t) // its port now refuses connections
+		rl := distlock.NewRedlock(clients, distlock.WithNodeTimeout(rlNodeTimeout), mode)
+		l, err := rl.Obtain(context.Background(), "k")
+		require.NoError(t, err, "a quorum of 2 of 3")
+		defer l.Release(context.Background())
+		err = l.Refresh(context.Background(), 0)
+		require.NoError(t, err)
+		srvs[1].Kill(t)
+		err = l.Refresh(context.Background(), 0)
+		var qe *distlock.QuorumError
+		require.ErrorAs(t, err, &qe)
+		require.Len(t, qe.Errors, 2, "%v", err)
+		for _, ne := range qe.Errors {
+			assert.NotErrorIs(t, ne, distlock.ErrNodeTimeout, "node %d: %v", ne.Node, ne)
+			assert.NotContains(t, ne.Error(), "timeout", "node %d", ne.Node)
+			assert.Contains(t, ne.Error(), "refused", "node %d", ne.Node)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package distlock
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -56,12 +57,56 @@ func unknownOutcome(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 }
 
+// errTokenDefault is the error of New and NewRedlock given WithToken.
+var errTokenDefault = invalidf("WithToken is a per-call option (Obtain, Do): as a default every caller would share one token and re-attach to each other's lock")
+
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 }
 
 // notObtainedByCtx is the error of an Obtain whose ctx ended before the lock
-// was obtained: it matches ErrNotObtained and ctx's error.
+// was obtained: it matches ErrNotObtained and ctx's error, and reads
+// `obtain "k": distlock: not obtained: context deadline exceeded`.
 func notObtainedByCtx(key string, ctxErr error) error {
-	return fmt.Errorf("obtain %q: %w", key, errors.Join(ErrNotObtained, ctxErr))
+	return fmt.Errorf("obtain %q: %w", key, &joinedError{errs: []error{ErrNotObtained, ctxErr}, sep: ": "})
 }
+
+// joinErrors is errors.Join printed on one line: the non-nil errors
+// separated by "; ". It returns nil when every err is nil.
+func joinErrors(errs ...error) error {
+	e := &joinedError{sep: "; "}
+	for _, err := range errs {
+		if err != nil {
+			e.errs = append(e.errs, err)
+		}
+	}
+	switch len(e.errs) {
+	case 0:
+		return nil
+	case 1:
+		return e.errs[0]
+	}
+	return e
+}
+
+// joinedError is several errors, each matched by errors.Is and errors.As,
+// printed on one line (errors.Join puts each on a line of its own, which
+// breaks one-line logs).
+type joinedError struct {
+	errs []error
+	sep  string
+}
+
+func (e *joinedError) Error() string {
+	var b strings.Builder
+	for i, err := range e.errs {
+		if i > 0 {
+			b.WriteString(e.sep)
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the joined errors.
+func (e *joinedError) Unwrap() []error { return e.errs }

@@ -32,7 +32,9 @@ type Locker struct {
 // New returns a Locker that takes locks through client, with opts as the
 // default options of every Obtain and Do. A nil client does not panic: every
 // call of the returned Locker fails with an error matching
-// ErrInvalidArgument.
+// ErrInvalidArgument. So does WithToken among opts: it is a per-call option
+// only (as a default, every Obtain would re-attach to the lock of every
+// other caller, and none would exclude another).
 //
 // Calls are bounded by their ctx only as far as the client allows: go-redis
 // applies ctx deadlines to socket I/O only with
@@ -53,6 +55,10 @@ func New(client redis.UniversalClient, opts ...Option) *Locker {
 	lk := &Locker{opts: defaultOptions().with(opts)}
 	if isNil(client) {
 		lk.err = invalidf("nil Redis client")
+		return lk
+	}
+	if lk.opts.token != "" {
+		lk.err = errTokenDefault
 		return lk
 	}
 	lk.conns = newConns(client, lk.opts.pipelining)
@@ -227,6 +233,9 @@ const abandonTimeout = 250 * time.Millisecond
 // ErrNotHeld. When the lock cannot be obtained fn does not run and Do
 // returns Obtain's error (ErrNotObtained when held by someone else).
 func (lk *Locker) Do(ctx context.Context, key string, fn func(context.Context) error, opts ...Option) error {
+	if fn == nil {
+		return fmt.Errorf("do %q: %w", key, invalidf("nil fn"))
+	}
 	l, err := lk.Obtain(ctx, key, withAutoRefresh(opts)...)
 	if err != nil {
 		return err
@@ -687,9 +696,9 @@ func (l *Lock) guard(ctx context.Context, fn func(context.Context) error) error 
 	relErr := release()
 	switch {
 	case lost != nil:
-		return errors.Join(fnErr, fmt.Errorf("lock %q lost while fn ran: %w", l.key, lost))
+		return joinErrors(fnErr, fmt.Errorf("lock %q lost while fn ran: %w", l.key, lost))
 	case relErr != nil:
-		return errors.Join(fnErr, relErr)
+		return joinErrors(fnErr, relErr)
 	}
 	return fnErr
 }

@@ -77,11 +77,11 @@ type Redlock struct {
 
 // NewRedlock returns a Redlock over the given independent nodes, with opts
 // as the default options of every Obtain and Do. The quorum is
-// len(clients)/2+1. Bad input does not panic: with no clients, a nil client
-// in the list, or the same node twice (the same client value, or two
-// *redis.Client with the same Options().Addr), every call of the returned
-// Redlock fails with an error matching ErrInvalidArgument that names the
-// problem.
+// len(clients)/2+1. Bad input does not panic: with fewer than 3 clients, a
+// nil client in the list, the same node twice (the same client value, or
+// two *redis.Client with the same Options().Addr), or WithToken among opts
+// (a per-call option only), every call of the returned Redlock fails with
+// an error matching ErrInvalidArgument that names the problem.
 //
 // Unless WithPipelining(false) is given, NewRedlock asks each client for its
 // deferred autopipeliner (AsyncAutoPipeline): commands from concurrent
@@ -94,6 +94,10 @@ type Redlock struct {
 func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
 	r := &Redlock{opts: defaultOptions().with(opts)}
 	if r.err = checkNodes(clients); r.err != nil {
+		return r
+	}
+	if r.opts.token != "" {
+		r.err = errTokenDefault
 		return r
 	}
 	r.quorum = len(clients)/2 + 1
@@ -134,8 +138,15 @@ func checkNodes(clients []redis.UniversalClient) error {
 			addrs[a] = i
 		}
 	}
+	if len(clients) < minRedlockNodes {
+		return invalidf("%d Redis clients: Redlock needs at least %d independent nodes (with fewer, the loss of any one node stops it; use a Locker for one node)", len(clients), minRedlockNodes)
+	}
 	return nil
 }
+
+// minRedlockNodes is the least number of nodes of a Redlock: with 3, the
+// quorum of 2 survives the loss of one.
+const minRedlockNodes = 3
 
 // sameClient reports whether a and b are the same client value, without
 // panicking on values that cannot be compared.
@@ -240,6 +251,9 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 // When the lock cannot be obtained fn does not run and Do returns Obtain's
 // error.
 func (r *Redlock) Do(ctx context.Context, key string, fn func(context.Context) error, opts ...Option) error {
+	if fn == nil {
+		return fmt.Errorf("do %q: %w", key, invalidf("nil fn"))
+	}
 	l, err := r.Obtain(ctx, key, withAutoRefresh(opts)...)
 	if err != nil {
 		return err

@@ -285,7 +285,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 			err = c.cmd.Err()
 			if err != nil && dctx.Err() != nil && ctx.Err() == nil && isTimeout(err) {
 				nd.setEval(allScripts)
-				res.fail(i, nd, fmt.Errorf("%w: no answer within %v (%v)", ErrNodeTimeout, timeout, err))
+				res.fail(i, nd, nd.timeoutErr(timeout, err))
 				return true
 			}
 		} else {
@@ -306,7 +306,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 					} else {
 						nd.slow.Store(true)
 						nd.setEval(allScripts)
-						res.fail(i, nd, fmt.Errorf("%w: no answer within %v", ErrNodeTimeout, timeout))
+						res.fail(i, nd, nd.timeoutErr(timeout, nil))
 					}
 					return true
 				}
@@ -399,6 +399,48 @@ func runPlain(ctx context.Context, client redis.UniversalClient, op *nodeOp, c *
 		_ = client.Process(ctx, op.wrap(cmd))
 	}
 	c.cmd = cmd
+}
+
+// timeoutErr is the error of node nd that gave no answer within timeout
+// (cause: the client's error, if any): ErrNodeTimeout, unless the time
+// went by failing to connect. go-redis retries a failed dial with a
+// backoff, so a node that refuses connections looks like one that does
+// not answer; when the node's client holds no connection, one dial with
+// the client's own dialer tells them apart, and a refusal is reported as
+// what it is.
+func (nd *rlNode) timeoutErr(timeout time.Duration, cause error) error {
+	if err := nd.dialErr(timeout); err != nil {
+		return fmt.Errorf("cannot connect: %w", err)
+	}
+	if cause != nil {
+		return fmt.Errorf("%w: no answer within %v (%v)", ErrNodeTimeout, timeout, cause)
+	}
+	return fmt.Errorf("%w: no answer within %v", ErrNodeTimeout, timeout)
+}
+
+// dialErr dials nd when its client has no open connection and returns the
+// error of a dial that failed other than by timing out, else nil. The
+// dial is bounded by timeout/4: a refusal comes back within a round trip.
+func (nd *rlNode) dialErr(timeout time.Duration) error {
+	c, ok := nd.client.(*redis.Client)
+	if !ok || c.PoolStats().TotalConns > 0 {
+		return nil
+	}
+	o := c.Options()
+	if o.Dialer == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout/4)
+	defer cancel()
+	conn, err := o.Dialer(ctx, o.Network, o.Addr)
+	if err == nil {
+		_ = conn.Close()
+		return nil
+	}
+	if isTimeout(err) || ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // isTimeout reports whether err is a deadline error of the connection or of

@@ -19,9 +19,13 @@ import (
 //
 // A single-node lock is as safe as that node: if it restarts without
 // persistence, or fails over to a replica that had not yet received the lock
-// (replication is asynchronous), a second holder can get the same lock. Use
-// WithFencing to make the guarded resource reject the stale holder, or
-// Redlock to survive the loss of a minority of independent nodes.
+// (replication is asynchronous), a second holder can get the same lock.
+// Fencing does not help against that failover: the fence counter lives on
+// the same node and is lost with the lock, so the new holder can draw the
+// same fence as the stale one, and the guarded resource cannot tell them
+// apart. WithFencing protects against a holder paused past its TTL on a
+// deployment that keeps its data; against the loss of a node's data use a
+// Redlock over independent nodes (with persistence: see Redlock).
 type Locker struct {
 	conns   *conns // the client, and its autopipeliner for concurrent calls
 	opts    options

@@ -52,7 +52,9 @@ func (e *NodeError) Unwrap() error { return e.Err }
 // It matches ErrNotObtained (Obtain) or ErrNotHeld (Refresh, Release, TTL)
 // only when the nodes that answered "held by someone else" or "not held"
 // decided the outcome; when the failing nodes alone made the quorum
-// impossible it matches neither, and the operation is not retried.
+// impossible it matches neither, and the operation is not retried. A
+// Release that failed that way matches ErrUnknownOutcome: the nodes that
+// did not answer may have released the lock.
 type QuorumError struct {
 	// Op is the operation: "obtain", "refresh", "release" or "ttl".
 	Op string
@@ -64,7 +66,9 @@ type QuorumError struct {
 	OK int
 	// Refused is the number of nodes that answered that someone else holds
 	// the lock (Obtain) or that this holder no longer holds it (Refresh,
-	// Release, TTL).
+	// Release, TTL). Refresh, Release and TTL ask only the nodes that may
+	// hold the lock: not those where someone else held it when it was
+	// obtained, which never had it and are not counted here.
 	Refused int
 	// Errors has one entry per node that failed, in node order.
 	Errors []*NodeError

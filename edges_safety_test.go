@@ -485,3 +485,62 @@ func TestRedlockRefusedConnectionIsNotATimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestLostAcquireReplyIsNotContention: an attempt whose reply is lost
+// after Redis set the key is not reported as contention.
+//
+//  1. X's client retries on network errors (go-redis's default).
+//  2. X's SET NX runs on the server, but the connection dies with the
+//     reply in flight.
+//
+// Before the fix go-redis sent the SET again, which found X's own key and
+// answered "held": Obtain returned ErrNotObtained, and the key, which
+// nobody held, blocked everyone for its TTL. Now the SET is not re-sent:
+// Obtain returns the connection error and gives the key back.
+func TestLostAcquireReplyIsNotContention(t *testing.T) {
+	t.Run("Locker", func(t *testing.T) {
+		modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
+			ctx := context.Background()
+			f := redistest.NewFaults(t)
+			x := distlock.New(srv.Client(t, f.Options, func(o *redis.Options) { o.MaxRetries = 3 }), opts...)
+			dropped := f.DropReply(redistest.And(redistest.Named("set"), redistest.HasArg(rlKey("k"))))
+			_, err := x.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+			waitClosed(t, dropped.Done(), waitTimeout, "the SET ran")
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, distlock.ErrNotObtained, "a lost reply disguised as contention")
+			assert.Empty(t, rlGet(t, srv, rlKey("k")), "the key of the failed attempt was left behind")
+			l, err := x.Obtain(ctx, "k")
+			require.NoError(t, err)
+			require.NoError(t, l.Release(ctx))
+		})
+	})
+	t.Run("Redlock", func(t *testing.T) {
+		rlModes(t, 3, func(t *testing.T, srvs []*redistest.Server, mode distlock.Option) {
+			ctx := context.Background()
+			clients := make([]redis.UniversalClient, 3)
+			var drops []*redistest.Rule
+			for i, s := range srvs {
+				opts := []func(*redis.Options){func(o *redis.Options) {
+					o.MaxRetries = 3
+					o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+				}}
+				if i < 2 {
+					f := redistest.NewFaults(t)
+					drops = append(drops, f.DropReply(redistest.And(redistest.Named("set"), redistest.HasArg(rlKey("k")))))
+					opts = append(opts, f.Options)
+				}
+				clients[i] = s.Client(t, opts...)
+			}
+			x := distlock.NewRedlock(clients, distlock.WithNodeTimeout(rlNodeTimeout), mode)
+			_, err := x.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+			for _, d := range drops {
+				waitClosed(t, d.Done(), waitTimeout, "the SET ran")
+			}
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, distlock.ErrNotObtained, "lost replies disguised as contention")
+			for i, s := range srvs {
+				assert.Empty(t, rlGet(t, s, rlKey("k")), "node %d: the key of the failed attempt was left behind", i)
+			}
+		})
+	})
+}

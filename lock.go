@@ -172,8 +172,10 @@ func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o o
 	run := lk.conns.get()
 	defer lk.conns.done()
 	if plain {
-		cmd := redis.NewStatusCmd(ctx, "set", rk, token, "px", o.ttl.Milliseconds(), "nx")
-		switch err := run.Process(ctx, cmd); {
+		// Never re-sent: a second SET NX would find this attempt's own key
+		// and answer "held by another".
+		cmd := redis.NewCmd(ctx, "set", rk, token, "px", o.ttl.Milliseconds(), "nx")
+		switch err := run.Process(ctx, onceCmd{cmd}); {
 		case err == nil:
 			return true, 0, 0, nil
 		case errors.Is(err, redis.Nil):

@@ -302,7 +302,10 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 	ttlMs := o.ttl.Milliseconds()
 	var op nodeOp
 	if plain {
+		// Never re-sent by go-redis: a second SET NX would find this
+		// attempt's own key and count the node as held by another.
 		op.raw = []any{"set", rk, token, "px", ttlMs, "nx"}
+		op.once = true
 	} else {
 		fenceFlag := "0"
 		if o.fencing {

@@ -350,6 +350,10 @@ type faultConn struct {
 	client net.Conn      // this side of the client's connection
 	dead   chan struct{} // closed by kill
 	once   sync.Once
+	// wmu orders the writes to the server (the up pump's and a flush's);
+	// it is taken before f.mu, and no write happens under f.mu, so that
+	// closing f never waits for a write to a stalled server.
+	wmu sync.Mutex
 
 	// Guarded by f.mu.
 	sent       int64    // commands forwarded or held, in order
@@ -419,8 +423,9 @@ func (c *faultConn) up() {
 // forward sends one command on to the server, or holds it back.
 func (c *faultConn) forward(raw []byte, args []string) error {
 	f := c.f
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	seq := c.sent
 	c.sent++
 	cmd := Command{Args: args}
@@ -454,8 +459,10 @@ func (c *faultConn) forward(raw []byte, args []string) error {
 	}
 	if c.hold != nil {
 		c.held = append(c.held, bytes.Clone(raw))
+		f.mu.Unlock()
 		return nil
 	}
+	f.mu.Unlock()
 	_, err := c.server.Write(raw)
 	return err
 }
@@ -463,20 +470,22 @@ func (c *faultConn) forward(raw []byte, args []string) error {
 // flush sends the commands held back by r to the server.
 func (c *faultConn) flush(r *Rule) error {
 	f := c.f
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if c.hold != r {
+		f.mu.Unlock()
 		return nil // already flushed
 	}
-	c.hold = nil
-	for _, raw := range c.held {
+	held := c.held
+	c.hold, c.held = nil, nil
+	f.mu.Unlock()
+	for _, raw := range held {
 		if _, err := c.server.Write(raw); err != nil {
-			c.held = nil
-			c.kill() // takes no lock
+			c.kill()
 			return fmt.Errorf("redistest: Release: %w", err)
 		}
 	}
-	c.held = nil
 	return nil
 }
 

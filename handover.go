@@ -2,6 +2,7 @@ package distlock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -79,7 +80,8 @@ func (w *waiters) claim(rk string) *ticket {
 // left behind; as the token is never used again, that release, however late
 // it lands, cannot delete a lock the waiter takes afterwards. l's own lock
 // stays for the caller to release again. It returns what a release
-// returns: nil, an error matching ErrNotHeld, or a Redis error.
+// returns: nil, an error matching ErrNotHeld, one matching
+// ErrUnknownOutcome, or a Redis error reply.
 func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	var nl *Lock
 	defer func() { tk.grant <- nl }()
@@ -101,8 +103,11 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 		if h.o.token == "" {
 			lk.abandon(ctx, err, l.rkey, token)
 		}
-		l.releaseUnsure.Store(true)
-		return unknownOutcome(err)
+		err = unknownOutcome(err)
+		if errors.Is(err, ErrUnknownOutcome) {
+			l.releaseUnsure.Store(true)
+		}
+		return err
 	case len(res) != 2:
 		return fmt.Errorf("distlock: unexpected hand-over reply %v", res)
 	case res[0] == 0:

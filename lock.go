@@ -279,8 +279,11 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	n, err := runOnce(ctx, run, &op).Int64()
 	lk.conns.done()
 	if err != nil {
-		l.releaseUnsure.Store(true)
-		return unknownOutcome(err)
+		err = unknownOutcome(err)
+		if errors.Is(err, ErrUnknownOutcome) {
+			l.releaseUnsure.Store(true)
+		}
+		return err
 	}
 	return l.releaseFound(n)
 }

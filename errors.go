@@ -31,8 +31,9 @@ var (
 
 	// ErrInvalidArgument is matched by every error about bad input: an empty
 	// key, a TTL ≤ 0 or not above the drift allowance, a bad drift factor, a
-	// nil retry strategy, no client or a nil client. The message names the
-	// problem.
+	// nil retry strategy, no client or a nil client, a Redlock of fewer than
+	// 3 nodes, WithToken given to New or NewRedlock, a nil fn. The message
+	// names the problem.
 	ErrInvalidArgument = errors.New("distlock: invalid argument")
 )
 

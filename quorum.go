@@ -484,10 +484,22 @@ func (r *Redlock) holdOutcome(op string, res fanResult, excluded int) error {
 			return errGone
 		}
 		return r.newQuorumError(op, res, errGone)
-	case op == "release":
+	case op == "release" && !allReplies(res.errs):
 		return r.newQuorumError(op, res, ErrUnknownOutcome)
 	}
 	return r.newQuorumError(op, res, nil)
+}
+
+// allReplies reports whether every node error is a Redis error reply, after
+// which the node wrote nothing.
+func allReplies(errs []*NodeError) bool {
+	for _, ne := range errs {
+		var rerr redis.Error
+		if !errors.As(ne.Err, &rerr) {
+			return false
+		}
+	}
+	return true
 }
 
 // obtainOutcome classifies a failed acquisition. Without node errors it is

@@ -72,8 +72,11 @@
 //     Redis keeps its data. A restart without persistence, or a failover to
 //     a replica that had not yet received the lock (replication is
 //     asynchronous), can let a second holder in while the first still
-//     believes it holds the lock. Good for efficiency (do not do work twice)
-//     and for correctness when paired with fencing.
+//     believes it holds the lock. Fencing does not save that case: the
+//     fence counter is lost with the lock, so the second holder can draw
+//     the same fence as the first. A Locker is good for efficiency (do not
+//     do work twice), and for correctness with fencing only as long as its
+//     Redis keeps its data.
 //   - A Redlock over N independent nodes (not replicas of each other) keeps
 //     the lock while a majority of them keeps it, so one node's crash or
 //     restart does not break exclusion. It assumes bounded clock drift and
@@ -84,8 +87,11 @@
 //     against a holder that was paused past its TTL and wakes up still
 //     acting: the guarded resource records the highest fence it has seen and
 //     rejects writes carrying a lower one. Fences come from a counter in
-//     Redis that never expires; a node that loses its data loses the counter
-//     too, so persist it if you rely on fencing.
+//     Redis that never expires; a node that loses its data (a restart
+//     without persistence, a failover to a replica that had not received
+//     the last increment) loses the counter too, and a fence can then repeat.
+//     Persist the nodes if you rely on fencing, and do not count on it
+//     across a failover of a single-node Locker.
 //
 // # Locker or Redlock
 //
@@ -131,7 +137,8 @@
 // one that only tunes how a call works is accepted and ignored where it
 // has no use ("-"), so that one option list can serve several calls, and a
 // Locker and a Redlock alike (see LockService). Defaults of New and
-// NewRedlock are never rejected: a call leaves out those it cannot use.
+// NewRedlock are never rejected (except WithToken, which only a call can
+// take): a call leaves out those it cannot use.
 //
 //	option           Obtain, Do      Once       OncePerTick, ClaimTick  Lead       Status
 //	WithTTL          yes             yes [1]    yes [2]                 yes        -
@@ -173,7 +180,16 @@
 //
 // Errors are matchable with errors.Is: ErrNotObtained (held by someone
 // else: in progress), ErrAlreadyDone (Once: the work was done within the
-// window), ErrNotHeld (lost or released), ErrInvalidArgument (bad input,
-// with the problem named). Redis errors are returned wrapped, never disguised as
-// ErrNotObtained. No call panics on bad input.
+// window), ErrNotHeld (lost or released: expired, deleted or taken over),
+// ErrUnknownOutcome (a Release whose answer was lost: the lock may or may
+// not be released yet, and nobody else holds it; Release may be called
+// again), ErrNotReplicated (WithReplicas: fewer replicas acknowledged the
+// lock than asked; a *ReplicationError says how many), ErrInvalidArgument
+// (bad input, with the problem named; also WithToken given to New or
+// NewRedlock, and a Redlock of fewer than 3 nodes). A Redlock's errors
+// carry a *QuorumError (errors.As) with one *NodeError per failing node; a
+// node that did not answer in time matches ErrNodeTimeout, one that refused
+// the connection does not. Redis errors are returned wrapped, never
+// disguised as ErrNotObtained. Every error prints on one line. No call
+// panics on bad input.
 package distlock

@@ -3,6 +3,9 @@ package distlock
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 var (
@@ -17,10 +20,20 @@ var (
 	// Refresh and TTL return errors that match it (errors.Is).
 	ErrNotHeld = errors.New("distlock: not held")
 
+	// ErrUnknownOutcome is matched by the error of a Release whose outcome
+	// is not known: the release may have reached Redis and run, but no
+	// answer came back (a timeout, a broken connection). The lock is then
+	// either released, or left in Redis until its TTL runs out; nobody
+	// else can hold it meanwhile. The error also wraps the cause. Release
+	// may be called again: it returns nil when it finds the lock gone while
+	// still valid, as the earlier release deleted it.
+	ErrUnknownOutcome = errors.New("distlock: unknown outcome")
+
 	// ErrInvalidArgument is matched by every error about bad input: an empty
 	// key, a TTL ≤ 0 or not above the drift allowance, a bad drift factor, a
-	// nil retry strategy, no client or a nil client. The message names the
-	// problem.
+	// nil retry strategy, no client or a nil client, a Redlock of fewer than
+	// 3 nodes, WithToken given to New or NewRedlock, a nil fn. The message
+	// names the problem.
 	ErrInvalidArgument = errors.New("distlock: invalid argument")
 
 	// ErrNotReplicated means fewer replicas acknowledged a write of the lock
@@ -50,16 +63,34 @@ var (
 	errExpired  = fmt.Errorf("%w: validity ran out before a refresh confirmed it", ErrNotHeld)
 	errGone     = fmt.Errorf("%w: the lock was deleted or taken over", ErrNotHeld)
 	errReleased = fmt.Errorf("%w: already released", ErrNotHeld)
+	// A release's findings (release.lua).
+	errVanished  = fmt.Errorf("%w: the lock had expired or was deleted", ErrNotHeld)
+	errTakenOver = fmt.Errorf("%w: the lock was taken over by another holder", ErrNotHeld)
 )
+
+// unknownOutcome wraps the error of a command that may have run in Redis
+// although no answer came back (a timeout, a broken connection); an error
+// reply from Redis, after which nothing was written, is returned as is.
+func unknownOutcome(err error) error {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+}
+
+// errTokenDefault is the error of New and NewRedlock given WithToken.
+var errTokenDefault = invalidf("WithToken is a per-call option (Obtain, Do): as a default every caller would share one token and re-attach to each other's lock")
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 }
 
 // notObtainedByCtx is the error of an Obtain whose ctx ended before the lock
-// was obtained: it matches ErrNotObtained and ctx's error.
+// was obtained: it matches ErrNotObtained and ctx's error, and reads
+// `obtain "k": distlock: not obtained: context deadline exceeded`.
 func notObtainedByCtx(key string, ctxErr error) error {
-	return fmt.Errorf("obtain %q: %w", key, errors.Join(ErrNotObtained, ctxErr))
+	return fmt.Errorf("obtain %q: %w", key, &joinedError{errs: []error{ErrNotObtained, ctxErr}, sep: ": "})
 }
 
 // ErrAlreadyDone means Once did not run fn because the work for the key was
@@ -68,3 +99,43 @@ func notObtainedByCtx(key string, ctxErr error) error {
 // means the work is in progress elsewhere; Once returns ErrAlreadyDone also
 // to callers that waited (WithBlocking) for the run in progress to succeed.
 var ErrAlreadyDone = errors.New("distlock: already done")
+
+// joinErrors is errors.Join printed on one line: the non-nil errors
+// separated by "; ". It returns nil when every err is nil.
+func joinErrors(errs ...error) error {
+	e := &joinedError{sep: "; "}
+	for _, err := range errs {
+		if err != nil {
+			e.errs = append(e.errs, err)
+		}
+	}
+	switch len(e.errs) {
+	case 0:
+		return nil
+	case 1:
+		return e.errs[0]
+	}
+	return e
+}
+
+// joinedError is several errors, each matched by errors.Is and errors.As,
+// printed on one line (errors.Join puts each on a line of its own, which
+// breaks one-line logs).
+type joinedError struct {
+	errs []error
+	sep  string
+}
+
+func (e *joinedError) Error() string {
+	var b strings.Builder
+	for i, err := range e.errs {
+		if i > 0 {
+			b.WriteString(e.sep)
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the joined errors.
+func (e *joinedError) Unwrap() []error { return e.errs }

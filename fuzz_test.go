@@ -226,14 +226,23 @@ func TestInvalidOptionCombinations(t *testing.T) {
 			}
 		}
 	}
-	// Nil client, and Redlock with no, nil or duplicate nodes.
+	// Nil client, and Redlock with no, too few, nil or duplicate nodes.
+	// Three nodes for the bad TTL, so that only the TTL is wrong; the two
+	// besides srv are never contacted.
+	three := []redis.UniversalClient{c}
+	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
+		u := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { _ = u.Close() })
+		three = append(three, u)
+	}
 	for name, err := range map[string]error{
 		"nil client":    errOf(New(nil).Obtain(context.Background(), "k")),
 		"no nodes":      errOf(NewRedlock(nil).Obtain(context.Background(), "k")),
 		"nil node":      errOf(NewRedlock([]redis.UniversalClient{c, nil}).Obtain(context.Background(), "k")),
 		"same node x2":  errOf(NewRedlock([]redis.UniversalClient{c, c}).Obtain(context.Background(), "k")),
 		"typed nil":     errOf(New((*redis.Client)(nil)).Obtain(context.Background(), "k")),
-		"redlock ttl=0": errOf(NewRedlock([]redis.UniversalClient{c}, WithTTL(0)).Obtain(context.Background(), "k")),
+		"one node":      errOf(NewRedlock([]redis.UniversalClient{c}).Obtain(context.Background(), "k")),
+		"redlock ttl=0": errOf(NewRedlock(three, WithTTL(0)).Obtain(context.Background(), "k")),
 	} {
 		if !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)

@@ -2,6 +2,7 @@ package distlock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -25,10 +26,9 @@ const maxHandovers = 7
 
 // heir is what a releasing holder needs to take the lock for a waiter.
 type heir struct {
-	ctx   context.Context // the waiter's: once it is done, no hand-over
-	key   string          // as the caller gave it
-	token string
-	o     options
+	ctx context.Context // the waiter's: once it is done, no hand-over
+	key string          // as the caller gave it
+	o   options         // the waiter's; o.token is its WithToken, if any
 }
 
 // park marks tk, the head of rm, as waiting and open to a hand-over.
@@ -75,11 +75,15 @@ func (w *waiters) claim(rk string) *ticket {
 
 // handOver releases l by handing it to the claimed waiter tk. It always
 // answers tk: with the new Lock, or with nil when the hand-over failed (the
-// waiter then tries by itself). When the outcome is unknown (a timeout or a
-// broken connection: the transfer may have run), the waiter's token is
-// released too, so that a lock nobody holds is not left behind; l's own
-// lock stays for the caller to release again. It returns what a release
-// returns: nil, an error matching ErrNotHeld, or a Redis error.
+// waiter then tries by itself). Each hand-over writes a fresh token (unless
+// the waiter gave its own with WithToken), used by no other attempt. When
+// the outcome is unknown (a timeout or a broken connection: the transfer may
+// have run), that token is released too, so that a lock nobody holds is not
+// left behind; as the token is never used again, that release, however late
+// it lands, cannot delete a lock the waiter takes afterwards. l's own lock
+// stays for the caller to release again. It returns what a release
+// returns: nil, an error matching ErrNotHeld, one matching
+// ErrUnknownOutcome, or a Redis error reply.
 func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	var nl *Lock
 	defer func() { tk.grant <- nl }()
@@ -88,23 +92,33 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	if h.o.fencing {
 		fenceFlag = "1"
 	}
+	token := attemptToken(h.o)
 	start := time.Now()
+	op := nodeOp{script: transferScript, src: transferSrc, keys: []string{l.rkey, fenceKey(l.rkey)}, args: []any{l.token, token, h.o.ttl.Milliseconds(), fenceFlag}}
 	run := lk.conns.get()
-	res, err := transferScript.Run(ctx, run, []string{l.rkey, fenceKey(l.rkey)}, l.token, h.token, h.o.ttl.Milliseconds(), fenceFlag).Int64Slice()
+	// Never re-sent: a second run would find the lock handed over and
+	// answer "not held".
+	res, err := runOnce(ctx, run, &op).Int64Slice()
 	lk.conns.done()
 	switch {
 	case err != nil:
-		lk.abandon(ctx, err, l.rkey, h.token)
+		if h.o.token == "" {
+			lk.abandon(ctx, err, l.rkey, token)
+		}
+		err = unknownOutcome(err)
+		if errors.Is(err, ErrUnknownOutcome) {
+			l.releaseUnsure.Store(true)
+		}
 		return err
 	case len(res) != 2:
 		return fmt.Errorf("distlock: unexpected hand-over reply %v", res)
 	case res[0] == 0:
 		return errGone
 	}
-	if nl = newLock(lk, h.key, l.rkey, h.token, res[1], h.o, start); nl == nil {
+	if nl = newLock(lk, h.key, l.rkey, token, res[1], h.o, start); nl == nil {
 		// The waiter's validity would already be spent: free the key
 		// (publishing, so that every waiter retries).
-		lk.abandon(ctx, nil, l.rkey, h.token)
+		lk.abandon(ctx, nil, l.rkey, token)
 	}
 	return nil
 }

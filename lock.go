@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,9 +19,15 @@ import (
 //
 // A single-node lock is as safe as that node: if it restarts without
 // persistence, or fails over to a replica that had not yet received the lock
-// (replication is asynchronous), a second holder can get the same lock. Use
-// WithFencing to make the guarded resource reject the stale holder, or
-// Redlock to survive the loss of a minority of independent nodes.
+// (replication is asynchronous), a second holder can get the same lock.
+// Fencing does not help against that failover: the fence counter lives on
+// the same node and is lost with the lock, so the new holder can draw the
+// same fence as the stale one, and the guarded resource cannot tell them
+// apart. WithFencing protects against a holder paused past its TTL on a
+// deployment that keeps its data. WithReplicas closes the failover case: a
+// lock (and fence) that n replicas acknowledged survives a failover to one
+// of them. Against the loss of a node's data use a Redlock over independent
+// nodes (with persistence: see Redlock).
 type Locker struct {
 	conns   *conns // the client, and its autopipeliner for concurrent calls
 	opts    options
@@ -31,7 +38,9 @@ type Locker struct {
 // New returns a Locker that takes locks through client, with opts as the
 // default options of every Obtain and Do. A nil client does not panic: every
 // call of the returned Locker fails with an error matching
-// ErrInvalidArgument.
+// ErrInvalidArgument. So does WithToken among opts: it is a per-call option
+// only (as a default, every Obtain would re-attach to the lock of every
+// other caller, and none would exclude another).
 //
 // Calls are bounded by their ctx only as far as the client allows: go-redis
 // applies ctx deadlines to socket I/O only with
@@ -52,6 +61,10 @@ func New(client redis.UniversalClient, opts ...Option) *Locker {
 	lk := &Locker{opts: defaultOptions().with(opts)}
 	if isNil(client) {
 		lk.err = invalidf("nil Redis client")
+		return lk
+	}
+	if lk.opts.token != "" {
+		lk.err = errTokenDefault
 		return lk
 	}
 	lk.conns = newConns(client, lk.opts.pipelining)
@@ -107,10 +120,6 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
-	token := o.token
-	if token == "" {
-		token = uuid.NewString()
-	}
 	rk := lockKey(o.prefix, key)
 	// The plain SET NX PX path needs no script; the script is needed to draw
 	// a fence, to re-attach a caller's token, or to learn the holder's TTL
@@ -118,6 +127,11 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	plain := !o.fencing && o.token == "" && !o.blocking
 	var notReplicated error // the last attempt's, while retries are left
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
+		// A fresh token per attempt: the clean-up of a failed attempt
+		// (which may land late) can then never delete what a later
+		// attempt took, as it would if that attempt re-took the key
+		// through acquire.lua's re-attach rule with the same token.
+		token := attemptToken(o)
 		start := time.Now()
 		notReplicated = nil
 		ok, fence, holderTTL, err := lk.acquire(ctx, plain, rk, token, o)
@@ -142,17 +156,29 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		if l == nil {
 			// Obtained too late to be of use: the validity is already
 			// spent. Give the key back and count it as not obtained.
-			lk.abandon(ctx, nil, rk, token)
+			if o.token == "" {
+				lk.abandon(ctx, nil, rk, token)
+			}
 			return nil, 0, nil
 		}
 		return l, 0, nil
 	}
-	l, err := obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, token: token, o: o})
+	l, err := obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, o: o})
 	if err != nil && notReplicated != nil && ctx.Err() == nil {
 		// The last attempt failed for want of replicas, not contention.
 		return nil, fmt.Errorf("obtain %q: %w", key, notReplicated)
 	}
 	return l, err
+}
+
+// attemptToken returns the token of one attempt to take a lock: the
+// caller's (WithToken), or else a fresh random UUID, never reused by
+// another attempt.
+func attemptToken(o options) string {
+	if o.token != "" {
+		return o.token
+	}
+	return uuid.NewString()
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
@@ -164,8 +190,10 @@ func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o o
 	run := lk.conns.get()
 	defer lk.conns.done()
 	if plain {
-		cmd := redis.NewStatusCmd(ctx, "set", rk, token, "px", o.ttl.Milliseconds(), "nx")
-		switch err := run.Process(ctx, cmd); {
+		// Never re-sent: a second SET NX would find this attempt's own key
+		// and answer "held by another".
+		cmd := redis.NewCmd(ctx, "set", rk, token, "px", o.ttl.Milliseconds(), "nx")
+		switch err := run.Process(ctx, onceCmd{cmd}); {
 		case err == nil:
 			return true, 0, 0, nil
 		case errors.Is(err, redis.Nil):
@@ -229,6 +257,9 @@ const abandonTimeout = 250 * time.Millisecond
 // ErrNotHeld. When the lock cannot be obtained fn does not run and Do
 // returns Obtain's error (ErrNotObtained when held by someone else).
 func (lk *Locker) Do(ctx context.Context, key string, fn func(context.Context) error, opts ...Option) error {
+	if fn == nil {
+		return fmt.Errorf("do %q: %w", key, invalidf("nil fn"))
+	}
 	l, err := lk.Obtain(ctx, key, withAutoRefresh(opts)...)
 	if err != nil {
 		return err
@@ -264,17 +295,53 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if tk := lk.waiters.claim(l.rkey); tk != nil {
 		return lk.handOver(ctx, l, tk)
 	}
+	op := nodeOp{script: releaseScript, src: releaseSrc, keys: []string{l.rkey}, args: []any{l.token}}
 	run := lk.conns.get()
-	defer lk.conns.done()
-	n, err := releaseScript.Run(ctx, run, []string{l.rkey}, l.token).Int64()
+	n, err := runOnce(ctx, run, &op).Int64()
+	lk.conns.done()
 	if err != nil {
+		err = unknownOutcome(err)
+		if errors.Is(err, ErrUnknownOutcome) {
+			l.releaseUnsure.Store(true)
+		}
 		return err
 	}
-	if n == 0 {
-		return errGone
-	}
-	return nil
+	return l.releaseFound(n)
 }
+
+// releaseFound turns release.lua's answer into Release's error. A lock
+// found gone while it was still valid, after a release of unknown outcome,
+// was deleted by that release.
+func (l *Lock) releaseFound(n int64) error {
+	switch {
+	case n == 1:
+		return nil
+	case n < 0:
+		return errTakenOver
+	case l.releaseUnsure.Load() && time.Now().Before(l.ValidUntil()):
+		return nil
+	}
+	return errVanished
+}
+
+// runOnce runs op's script (EVALSHA, then EVAL on NOSCRIPT) through run, and
+// never lets go-redis send it a second time after a network error: the
+// first may have run, and a second run would answer for what the first
+// did (a release finding nothing left to release).
+func runOnce(ctx context.Context, run runner, op *nodeOp) *redis.Cmd {
+	cmd := op.cmd(ctx, false)
+	if err := run.Process(ctx, onceCmd{cmd}); isNoScript(err) {
+		cmd = op.cmd(ctx, true)
+		_ = run.Process(ctx, onceCmd{cmd})
+	}
+	return cmd
+}
+
+// onceCmd is a command go-redis must not re-send after a network error.
+type onceCmd struct{ *redis.Cmd }
+
+// NoRetry implements redis.Cmder.
+func (onceCmd) NoRetry() bool { return true }
 
 func (lk *Locker) pttl(ctx context.Context, l *Lock) (time.Duration, error) {
 	run := lk.conns.get()
@@ -320,6 +387,11 @@ type Lock struct {
 	drift  float64
 	repl   replication // WithReplicas: acknowledged refreshes
 	onLost func(error) // set by guard; called once on loss
+
+	// releaseUnsure is set by the backend when a release of unknown
+	// outcome was sent: a later release that finds the lock gone while it
+	// is still valid knows that release deleted it.
+	releaseUnsure atomic.Bool
 
 	refreshMu sync.Mutex // serialises refreshes, so validity follows the last one
 
@@ -655,9 +727,9 @@ func (l *Lock) guard(ctx context.Context, fn func(context.Context) error) error 
 	relErr := release()
 	switch {
 	case lost != nil:
-		return errors.Join(fnErr, fmt.Errorf("lock %q lost while fn ran: %w", l.key, lost))
+		return joinErrors(fnErr, fmt.Errorf("lock %q lost while fn ran: %w", l.key, lost))
 	case relErr != nil:
-		return errors.Join(fnErr, relErr)
+		return joinErrors(fnErr, relErr)
 	}
 	return fnErr
 }

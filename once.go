@@ -180,7 +180,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		op := nodeOp{script: onceFinishScript, src: onceFinishSrc, id: scriptOnceFinish, keys: []string{rk},
 			args: []any{l.token, onceDonePrefix + l.token, window.Milliseconds()}}
 		res := r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
-		return r.holdOutcome("once", res)
+		return r.holdOutcome("once", res, 0)
 	})
 }
 

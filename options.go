@@ -168,8 +168,12 @@ func (f fencingOption) String() string   { return "WithFencing()" }
 
 // WithFencing makes Obtain also increment a per-key counter that never
 // expires, so that Lock.Fence is strictly greater than every fence handed out
-// before for the key. Default off (Fence returns 0). Pass the fence to the
-// resource you guard and have it reject writes with an older fence.
+// before for the key, as long as Redis keeps the counter: a restart without
+// persistence, or a failover to a replica that had not received the last
+// increment, loses it with the lock, and a fence can then repeat
+// (WithReplicas rules out the second for replicas that acknowledged). Default
+// off (Fence returns 0). Pass the fence to the resource you guard and have
+// it reject writes with an older fence.
 func WithFencing() Option { return fencingOption(true) }
 
 type tokenOption string
@@ -178,10 +182,13 @@ func (t tokenOption) apply(o *options) { o.token = string(t) }
 func (t tokenOption) String() string   { return fmt.Sprintf("WithToken(%d bytes)", len(t)) }
 
 // WithToken makes Obtain use the caller's token instead of a fresh random
-// UUID. Default: a new UUID v4 per acquisition. Obtain with the token of a
-// lock that is still held re-attaches to it (e.g. after a process restart)
-// and extends it to the new TTL. The token is the only credential of a lock:
-// keep it secret and unguessable. An empty token means "generate one".
+// UUID. Default: a new UUID v4 per attempt. Obtain with the token of a lock
+// that is still held re-attaches to it (e.g. after a process restart) and
+// extends it to the new TTL. The token is the only credential of a lock:
+// keep it secret and unguessable. An empty token means "generate one". It
+// is a per-call option only (Obtain, Do): given to New or NewRedlock, where
+// every caller would share it and re-attach to each other's lock, it makes
+// every call fail with ErrInvalidArgument.
 func WithToken(token string) Option { return tokenOption(token) }
 
 type prefixOption string

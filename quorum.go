@@ -52,7 +52,9 @@ func (e *NodeError) Unwrap() error { return e.Err }
 // It matches ErrNotObtained (Obtain) or ErrNotHeld (Refresh, Release, TTL)
 // only when the nodes that answered "held by someone else" or "not held"
 // decided the outcome; when the failing nodes alone made the quorum
-// impossible it matches neither, and the operation is not retried.
+// impossible it matches neither, and the operation is not retried. A
+// Release that failed that way matches ErrUnknownOutcome: the nodes that
+// did not answer may have released the lock.
 type QuorumError struct {
 	// Op is the operation: "obtain", "refresh", "release" or "ttl".
 	Op string
@@ -64,7 +66,9 @@ type QuorumError struct {
 	OK int
 	// Refused is the number of nodes that answered that someone else holds
 	// the lock (Obtain) or that this holder no longer holds it (Refresh,
-	// Release, TTL).
+	// Release, TTL). Refresh, Release and TTL ask only the nodes that may
+	// hold the lock: not those where someone else held it when it was
+	// obtained, which never had it and are not counted here.
 	Refused int
 	// Errors has one entry per node that failed, in node order.
 	Errors []*NodeError
@@ -166,6 +170,15 @@ type nodeOp struct {
 	keys   []string
 	args   []any
 	raw    []any
+	once   bool // never re-sent by go-redis after a network error (see runOnce)
+}
+
+// wrap returns cmd as the Cmder to send.
+func (op *nodeOp) wrap(cmd *redis.Cmd) redis.Cmder {
+	if op.once {
+		return onceCmd{cmd}
+	}
+	return cmd
 }
 
 func (op *nodeOp) cmd(ctx context.Context, eval bool) *redis.Cmd {
@@ -259,7 +272,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 		c.eval = op.script != nil && nd.needsEval(op.id)
 		if nd.ap != nil {
 			c.cmd = op.cmd(ctx, c.eval)
-			c.fut = nd.ap.Submit(ctx, c.cmd)
+			c.fut = nd.ap.Submit(ctx, op.wrap(c.cmd))
 			continue
 		}
 		c.done = make(chan struct{})
@@ -276,7 +289,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 			err = c.cmd.Err()
 			if err != nil && dctx.Err() != nil && ctx.Err() == nil && isTimeout(err) {
 				nd.setEval(allScripts)
-				res.fail(i, nd, fmt.Errorf("%w: no answer within %v (%v)", ErrNodeTimeout, timeout, err))
+				res.fail(i, nd, nd.timeoutErr(timeout, err))
 				return true
 			}
 		} else {
@@ -297,7 +310,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 					} else {
 						nd.slow.Store(true)
 						nd.setEval(allScripts)
-						res.fail(i, nd, fmt.Errorf("%w: no answer within %v", ErrNodeTimeout, timeout))
+						res.fail(i, nd, nd.timeoutErr(timeout, nil))
 					}
 					return true
 				}
@@ -306,7 +319,7 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 					nd.setEval(1 << op.id)
 					c.eval = true
 					c.cmd = op.cmd(ctx, true)
-					c.fut = nd.ap.Submit(ctx, c.cmd)
+					c.fut = nd.ap.Submit(ctx, op.wrap(c.cmd))
 					continue
 				}
 				break
@@ -383,13 +396,55 @@ func (res *fanResult) fail(i int, nd *rlNode, err error) {
 func runPlain(ctx context.Context, client redis.UniversalClient, op *nodeOp, c *nodeCall) {
 	defer close(c.done)
 	cmd := op.cmd(ctx, c.eval)
-	err := client.Process(ctx, cmd)
+	err := client.Process(ctx, op.wrap(cmd))
 	if !c.eval && op.script != nil && isNoScript(err) {
 		c.eval = true
 		cmd = op.cmd(ctx, true)
-		_ = client.Process(ctx, cmd)
+		_ = client.Process(ctx, op.wrap(cmd))
 	}
 	c.cmd = cmd
+}
+
+// timeoutErr is the error of node nd that gave no answer within timeout
+// (cause: the client's error, if any): ErrNodeTimeout, unless the time
+// went by failing to connect. go-redis retries a failed dial with a
+// backoff, so a node that refuses connections looks like one that does
+// not answer; when the node's client holds no connection, one dial with
+// the client's own dialer tells them apart, and a refusal is reported as
+// what it is.
+func (nd *rlNode) timeoutErr(timeout time.Duration, cause error) error {
+	if err := nd.dialErr(timeout); err != nil {
+		return fmt.Errorf("cannot connect: %w", err)
+	}
+	if cause != nil {
+		return fmt.Errorf("%w: no answer within %v (%v)", ErrNodeTimeout, timeout, cause)
+	}
+	return fmt.Errorf("%w: no answer within %v", ErrNodeTimeout, timeout)
+}
+
+// dialErr dials nd when its client has no open connection and returns the
+// error of a dial that failed other than by timing out, else nil. The
+// dial is bounded by timeout/4: a refusal comes back within a round trip.
+func (nd *rlNode) dialErr(timeout time.Duration) error {
+	c, ok := nd.client.(*redis.Client)
+	if !ok || c.PoolStats().TotalConns > 0 {
+		return nil
+	}
+	o := c.Options()
+	if o.Dialer == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout/4)
+	defer cancel()
+	conn, err := o.Dialer(ctx, o.Network, o.Addr)
+	if err == nil {
+		_ = conn.Close()
+		return nil
+	}
+	if isTimeout(err) || ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // isTimeout reports whether err is a deadline error of the connection or of
@@ -415,19 +470,36 @@ func (r *Redlock) newQuorumError(op string, res fanResult, match error) *QuorumE
 
 // holdOutcome turns the result of a refresh, release or TTL fan-out into
 // the operation's error: nil with a quorum; errGone (ErrNotHeld) when so
-// many nodes answered "not held" that no quorum can hold the lock; else a
-// QuorumError that does not match ErrNotHeld, as the lock may still be held.
-func (r *Redlock) holdOutcome(op string, res fanResult) error {
+// many nodes no longer hold the lock (those that answered "not held", and
+// the excluded ones that never had it) that no quorum can hold it; else a
+// QuorumError that does not match ErrNotHeld, as the lock may still be held
+// (for a release: matching ErrUnknownOutcome, as it may have been
+// released).
+func (r *Redlock) holdOutcome(op string, res fanResult, excluded int) error {
 	switch {
 	case res.ok >= r.quorum:
 		return nil
-	case res.refused > len(r.nodes)-r.quorum:
+	case res.refused+excluded > len(r.nodes)-r.quorum:
 		if len(res.errs) == 0 {
 			return errGone
 		}
 		return r.newQuorumError(op, res, errGone)
+	case op == "release" && !allReplies(res.errs):
+		return r.newQuorumError(op, res, ErrUnknownOutcome)
 	}
 	return r.newQuorumError(op, res, nil)
+}
+
+// allReplies reports whether every node error is a Redis error reply, after
+// which the node wrote nothing.
+func allReplies(errs []*NodeError) bool {
+	for _, ne := range errs {
+		var rerr redis.Error
+		if !errors.As(ne.Err, &rerr) {
+			return false
+		}
+	}
+	return true
 }
 
 // obtainOutcome classifies a failed acquisition. Without node errors it is

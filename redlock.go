@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -78,11 +77,11 @@ type Redlock struct {
 
 // NewRedlock returns a Redlock over the given independent nodes, with opts
 // as the default options of every Obtain and Do. The quorum is
-// len(clients)/2+1. Bad input does not panic: with no clients, a nil client
-// in the list, or the same node twice (the same client value, or two
-// *redis.Client with the same Options().Addr), every call of the returned
-// Redlock fails with an error matching ErrInvalidArgument that names the
-// problem.
+// len(clients)/2+1. Bad input does not panic: with fewer than 3 clients, a
+// nil client in the list, the same node twice (the same client value, or
+// two *redis.Client with the same Options().Addr), or WithToken among opts
+// (a per-call option only), every call of the returned Redlock fails with
+// an error matching ErrInvalidArgument that names the problem.
 //
 // Unless WithPipelining(false) is given, NewRedlock asks each client for its
 // deferred autopipeliner (AsyncAutoPipeline): commands from concurrent
@@ -95,6 +94,10 @@ type Redlock struct {
 func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
 	r := &Redlock{opts: defaultOptions().with(opts)}
 	if r.err = checkNodes(clients); r.err != nil {
+		return r
+	}
+	if r.opts.token != "" {
+		r.err = errTokenDefault
 		return r
 	}
 	r.quorum = len(clients)/2 + 1
@@ -135,8 +138,15 @@ func checkNodes(clients []redis.UniversalClient) error {
 			addrs[a] = i
 		}
 	}
+	if len(clients) < minRedlockNodes {
+		return invalidf("%d Redis clients: Redlock needs at least %d independent nodes (with fewer, the loss of any one node stops it; use a Locker for one node)", len(clients), minRedlockNodes)
+	}
 	return nil
 }
+
+// minRedlockNodes is the least number of nodes of a Redlock: with 3, the
+// quorum of 2 survives the loss of one.
+const minRedlockNodes = 3
 
 // sameClient reports whether a and b are the same client value, without
 // panicking on values that cannot be compared.
@@ -212,10 +222,6 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o.retry = jitteredRetry{o.retry}
-	token := o.token
-	if token == "" {
-		token = uuid.NewString()
-	}
 	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10)}
 	// As for a Locker: plain SET NX PX unless a fence, a re-attach or the
 	// holder's TTL (to bound a blocked caller's wait) needs the script.
@@ -223,7 +229,10 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	rk := lockKey(o.prefix, key)
 	var last *QuorumError
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
-		l, holderTTL, qe, fatal := b.attempt(ctx, key, rk, token, plain, o)
+		// A fresh token per attempt, so that the release of a failed
+		// attempt, however late it lands, cannot delete what a later
+		// attempt took (acquire.lua re-attaches a key to its own token).
+		l, holderTTL, qe, fatal := b.attempt(ctx, key, rk, attemptToken(o), plain, o)
 		last = qe
 		if fatal {
 			return nil, 0, qe
@@ -245,6 +254,9 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 // When the lock cannot be obtained fn does not run and Do returns Obtain's
 // error.
 func (r *Redlock) Do(ctx context.Context, key string, fn func(context.Context) error, opts ...Option) error {
+	if fn == nil {
+		return fmt.Errorf("do %q: %w", key, invalidf("nil fn"))
+	}
 	l, err := r.Obtain(ctx, key, withAutoRefresh(opts)...)
 	if err != nil {
 		return err
@@ -273,6 +285,11 @@ func (j jitteredRetry) String() string { return fmt.Sprintf("jittered(%v)", j.s)
 type redlockBackend struct {
 	r           *Redlock
 	nodeTimeout time.Duration
+	// mayHold marks the nodes that may hold the lock: all but those that
+	// refused the successful attempt (held by another). Set once, before
+	// the Lock is handed out; refresh, release and TTL ask only these.
+	mayHold  []bool
+	excluded int // nodes not in mayHold
 }
 
 var _ backend = (*redlockBackend)(nil)
@@ -288,7 +305,10 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 	ttlMs := o.ttl.Milliseconds()
 	var op nodeOp
 	if plain {
+		// Never re-sent by go-redis: a second SET NX would find this
+		// attempt's own key and count the node as held by another.
 		op.raw = []any{"set", rk, token, "px", ttlMs, "nx"}
+		op.once = true
 	} else {
 		fenceFlag := "0"
 		if o.fencing {
@@ -334,6 +354,14 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 			}
 		}
 		if raised {
+			b.mayHold = make([]bool, n)
+			b.excluded = 0
+			for i, v := range res.verdicts {
+				b.mayHold[i] = v != vRefused
+				if v == vRefused {
+					b.excluded++
+				}
+			}
 			if l = newLock(b, key, rk, token, fence, o, start); l != nil {
 				return l, 0, nil, false
 			}
@@ -408,8 +436,8 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 
 func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }
 
-// countHeld classifies the 1/0 answers of the refresh and release scripts
-// (and refresh_heal.lua's 2, a key gone from the node): only 1 is held.
+// countHeld classifies the 1/0 answers of scripts that act only where the
+// caller's token holds the key: only 1 is held.
 func countHeld(_ int, cmd *redis.Cmd) (verdict, error) {
 	switch n, err := cmd.Int64(); {
 	case err != nil:
@@ -435,11 +463,18 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 	}
 	gone := make([]bool, len(b.r.nodes))
 	op := nodeOp{script: refreshHealScript, src: refreshHealSrc, id: scriptRefreshHeal, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
-	res := b.r.fanOut(ctx, timeout, untilQuorum, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
-		gone[i] = cmd.Err() == nil && cmd.Val() == int64(2)
-		return countHeld(i, cmd)
+	res := b.r.fanOut(ctx, timeout, untilQuorum, b.mayHold, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
+		switch n, err := cmd.Int64(); {
+		case err != nil:
+			return vFailed, err
+		case n == 1:
+			return vOK, nil
+		case n == 2: // the key is gone from the node
+			gone[i] = true
+		}
+		return vRefused, nil
 	})
-	if err := b.r.holdOutcome("refresh", res); err != nil {
+	if err := b.r.holdOutcome("refresh", res, b.excluded); err != nil {
 		return err
 	}
 	if slices.Contains(gone, true) {
@@ -449,12 +484,28 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 	return nil
 }
 
-// release deletes the lock on every node. It succeeds when a quorum
-// released it, and matches ErrNotHeld when too many nodes no longer held it.
+// release deletes the lock on every node that may hold it. It succeeds
+// when a quorum released it, and matches ErrNotHeld when too many nodes no
+// longer held it. Otherwise its outcome is unknown (nodes did not answer):
+// a QuorumError matching ErrUnknownOutcome. A release is never re-sent to a
+// node by go-redis, where a second run would find the key it deleted gone.
 func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
-	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{l.rkey}, args: []any{l.token}}
-	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
-	return b.r.holdOutcome("release", res)
+	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{l.rkey}, args: []any{l.token}, once: true}
+	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, b.mayHold, &op, func(_ int, cmd *redis.Cmd) (verdict, error) {
+		n, err := cmd.Int64()
+		switch {
+		case err != nil:
+			return vFailed, err
+		case l.releaseFound(n) == nil:
+			return vOK, nil
+		}
+		return vRefused, nil
+	})
+	err := b.r.holdOutcome("release", res, b.excluded)
+	if errors.Is(err, ErrUnknownOutcome) {
+		l.releaseUnsure.Store(true)
+	}
+	return err
 }
 
 // pttl returns what a quorum guarantees: the quorum-th largest remaining TTL
@@ -465,7 +516,7 @@ func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, erro
 	r := b.r
 	ttls := make([]int64, len(r.nodes))
 	op := nodeOp{script: pttlScript, src: pttlSrc, id: scriptPTTL, keys: []string{l.rkey}, args: []any{l.token}}
-	res := r.fanOut(ctx, b.nodeTimeout, waitAll, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
+	res := r.fanOut(ctx, b.nodeTimeout, waitAll, b.mayHold, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
 		ms, err := cmd.Int64()
 		switch {
 		case err != nil:
@@ -478,7 +529,7 @@ func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, erro
 		ttls[i] = ms
 		return vOK, nil
 	})
-	if err := r.holdOutcome("ttl", res); err != nil {
+	if err := r.holdOutcome("ttl", res, b.excluded); err != nil {
 		return 0, err
 	}
 	held := make([]int64, 0, res.ok)

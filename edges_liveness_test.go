@@ -3,8 +3,10 @@ package distlock_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,5 +200,247 @@ func TestPipelinedCommandHonoursCtxBehindAStalledOne(t *testing.T) {
 	require.NoError(t, b.Release(ctx))
 }
 
-var _ = errors.Is
-var _ = strings.Contains
+// TestRedlockBlockedObtainWithBlackHoledNode: a blocked Redlock Obtain
+// with one black-holed node returns by its ctx, and never returns a lock
+// whose validity has passed. The subscription to each node used to be set
+// up and torn down on the caller's path, one node after another, without
+// the caller's ctx: each cost the black-holed client's read timeout.
+//  1. Three nodes; the waiter reaches node 0 through a stalled proxy
+//     (its client has 10s socket timeouts), the others directly.
+//  2. Another Redlock holds the lock for a minute: Obtain with a 1s ctx
+//     returns ErrNotObtained and DeadlineExceeded by 1s plus slack.
+//  3. The holder's lock expires 1.5s after it is taken: a blocked Obtain
+//     (TTL 2s, ctx 10s) obtains it on the two healthy nodes soon after,
+//     with its validity ahead.
+func TestRedlockBlockedObtainWithBlackHoledNode(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	slow, p := proxied(t, srvs[0], false)
+	clients := rlClients(t, srvs)
+	clients[0] = slow
+	waiter := distlock.NewRedlock(clients, distlock.WithNodeTimeout(rlNodeTimeout))
+	holder := newRL(t, srvs)
+	p.Stall(true)
+
+	h, err := holder.Obtain(context.Background(), "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	l, err := waiter.Obtain(ctx, "k", distlock.WithBlocking(), distlock.WithTTL(2*time.Second))
+	took := time.Since(start)
+	require.Nil(t, l)
+	assert.ErrorIs(t, err, distlock.ErrNotObtained)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, took, time.Second+slack, "blocked Obtain with a 1s ctx and a black-holed node")
+	t.Logf("blocked Obtain with a 1s ctx returned after %v", took)
+	require.NoError(t, h.Release(context.Background()))
+
+	const holderTTL = 1500 * time.Millisecond
+	h, err = holder.Obtain(context.Background(), "k", distlock.WithTTL(holderTTL))
+	require.NoError(t, err)
+	expires := time.Now().Add(holderTTL)
+	ctx, cancel = context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	l, err = waiter.Obtain(ctx, "k", distlock.WithBlocking(), distlock.WithTTL(2*time.Second))
+	require.NoError(t, err)
+	returned := time.Now()
+	assert.True(t, returned.Before(l.ValidUntil()), "Obtain returned a lock whose validity had passed (ValidUntil %v ago)", returned.Sub(l.ValidUntil()))
+	assert.NoError(t, l.Err())
+	assert.Less(t, returned.Sub(expires), time.Second+slack, "obtained long after the holder expired")
+	t.Logf("obtained %v after the holder's expiry, validity %v ahead", returned.Sub(expires), l.ValidUntil().Sub(returned))
+	_ = l.Release(context.Background())
+}
+
+// TestClaimedWaiterReturnsByItsCtx: a waiter claimed for an in-process
+// hand-over returns by its own ctx, and the lock the hand-over took for it
+// afterwards is given back. It used to wait for the hand-over's outcome,
+// however long the releaser's round trip took, and return the lock.
+//  1. Holder and waiter share a Locker whose client goes through a proxy;
+//     the waiter parks.
+//  2. The link gets slow (400ms each way) and the holder releases: the
+//     waiter is claimed and the transfer script takes 800ms.
+//  3. The waiter's ctx is cancelled 200ms into the release: it returns
+//     ErrNotObtained and Canceled within slack.
+//  4. Once the release returned, the key is free (given back).
+func TestClaimedWaiterReturnsByItsCtx(t *testing.T) {
+	srv := redistest.Start(t)
+	client, p := proxied(t, srv, false)
+	lk := distlock.New(client)
+	ctx := context.Background()
+	// Load the scripts first, so that no NOSCRIPT round trip is timed.
+	warm, err := lk.Obtain(ctx, "warm", distlock.WithFencing())
+	require.NoError(t, err)
+	require.NoError(t, warm.Release(ctx))
+
+	h, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	got := obtainAsync(wctx, lk, "k", distlock.WithTTL(time.Minute))
+	require.Eventually(t, func() bool { return distlock.Parked(lk, "k") }, waitTimeout, time.Millisecond)
+
+	p.SetLatency(400 * time.Millisecond)
+	released := make(chan error, 1)
+	go func() { released <- h.Release(ctx) }()
+	cancelled := time.Now()
+	stop := time.AfterFunc(200*time.Millisecond, wcancel) // the waiter's ctx ends mid-hand-over
+	defer stop.Stop()
+	select {
+	case o := <-got:
+		took := o.at.Sub(cancelled) - 200*time.Millisecond
+		assert.Nil(t, o.l, "a waiter whose ctx ended got a lock")
+		assert.ErrorIs(t, o.err, distlock.ErrNotObtained)
+		assert.ErrorIs(t, o.err, context.Canceled)
+		assert.Less(t, took, slack, "claimed waiter returned this long after its ctx ended")
+		t.Logf("claimed waiter returned %v after its ctx ended", took)
+		if o.l != nil {
+			_ = o.l.Release(ctx)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("claimed waiter did not return")
+	}
+	select {
+	case err := <-released:
+		require.NoError(t, err)
+	case <-time.After(waitTimeout):
+		t.Fatal("release did not return")
+	}
+	assert.Equal(t, "", rlGet(t, srv, rlKey("k")), "the lock handed to a waiter that left was kept")
+}
+
+// blackhole forwards TCP connections to a target and can swallow all
+// bytes of one connection in both directions while keeping it open: the
+// half-open path that a vanished peer or a dropped NAT entry leaves.
+type blackhole struct {
+	target string
+	ln     net.Listener
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	conns    []net.Conn // client side, in accept order
+	swallow  map[int]bool
+	peers    []net.Conn
+	accepted chan struct{}
+}
+
+func newBlackhole(t *testing.T, target string) *blackhole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b := &blackhole{target: target, ln: ln, swallow: make(map[int]bool)}
+	b.wg.Add(1)
+	go b.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		b.mu.Lock()
+		for _, c := range append(b.conns, b.peers...) {
+			c.Close()
+		}
+		b.mu.Unlock()
+		b.wg.Wait()
+	})
+	return b
+}
+
+func (b *blackhole) Addr() string { return b.ln.Addr().String() }
+
+// Conns returns the number of connections accepted so far.
+func (b *blackhole) Conns() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
+// Swallow makes connection i (in accept order) swallow every byte.
+func (b *blackhole) Swallow(i int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.swallow[i] = true
+}
+
+func (b *blackhole) accept() {
+	defer b.wg.Done()
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", b.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		b.mu.Lock()
+		i := len(b.conns)
+		b.conns = append(b.conns, c)
+		b.peers = append(b.peers, s)
+		b.mu.Unlock()
+		b.wg.Add(2)
+		go b.pipe(i, s, c)
+		go b.pipe(i, c, s)
+	}
+}
+
+func (b *blackhole) pipe(i int, dst, src net.Conn) {
+	defer b.wg.Done()
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		b.mu.Lock()
+		swallowed := b.swallow[i]
+		b.mu.Unlock()
+		if n > 0 && !swallowed {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				src.Close()
+			}
+			return
+		}
+	}
+}
+
+// TestHalfOpenSubscriptionIsNoticed: a subscription connection that goes
+// half-open is noticed by the health check, replaced, and its waiters are
+// woken, within 2×healthInterval (2s) plus slack. It used to be trusted for
+// ever: every wake-up on it was lost.
+//  1. A waiter (fallback one minute, so only a wake-up can be prompt)
+//     blocks through a forwarder: connection 0 carries its commands,
+//     connection 1 its subscription.
+//  2. Connection 1 starts swallowing every byte (half-open).
+//  3. Another Locker releases: the wake-up is lost on connection 1.
+//  4. The waiter obtains within 2s plus slack of the release.
+func TestHalfOpenSubscriptionIsNoticed(t *testing.T) {
+	srv := redistest.Start(t)
+	bh := newBlackhole(t, srv.Addr())
+	waiter := distlock.New(srv.Client(t, func(o *redis.Options) {
+		o.Addr = bh.Addr()
+		o.ReadTimeout, o.WriteTimeout = 10*time.Second, 10*time.Second
+	}), distlock.WithPipelining(false))
+	holder := distlock.New(srv.Client(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+	h, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	got := obtainAsync(ctx, waiter, "k", distlock.WithRetry(distlock.LinearBackoff(time.Minute)))
+	require.Eventually(t, func() bool { return distlock.Parked(waiter, "k") }, waitTimeout, time.Millisecond)
+	require.Equal(t, 2, bh.Conns(), "one command and one subscription connection")
+	bh.Swallow(1)
+
+	released := time.Now()
+	require.NoError(t, h.Release(ctx))
+	select {
+	case o := <-got:
+		require.NoError(t, o.err)
+		took := o.at.Sub(released)
+		assert.Less(t, took, 2*time.Second+slack+slack, "wake-up on a half-open subscription")
+		t.Logf("obtained %v after the release, through a half-open subscription", took)
+		require.NoError(t, o.l.Release(ctx))
+	case <-time.After(waitTimeout):
+		t.Fatal("waiter on a half-open subscription not woken")
+	}
+}

@@ -444,3 +444,62 @@ func TestHalfOpenSubscriptionIsNoticed(t *testing.T) {
 		t.Fatal("waiter on a half-open subscription not woken")
 	}
 }
+
+// TestReleaseWithoutChannelPermission: a user without permission on the
+// wake channels (Redis 7 gives new users none) can still release: the
+// release that freed the lock reports success, the lost wake-up is
+// counted (Locker.LostWakeups), and a blocked caller of another process
+// obtains the lock at its next capped re-check. Release used to report
+// the PUBLISH's NOPERM although the lock was gone.
+//  1. ACL user "nochan": the lock commands on ~distlock:*, no channel.
+//  2. It obtains and releases: nil, the key is gone, LostWakeups is 1.
+//  3. It obtains again; a caller with full rights blocks on the lock;
+//     "nochan" releases; the caller obtains within the default re-check
+//     cap (2s) plus slack.
+func TestReleaseWithoutChannelPermission(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Exec(t, "ACL", "SETUSER", "nochan", "on", ">p", "resetkeys", "~distlock:*", "resetchannels", "-@all",
+		"+set", "+get", "+del", "+pexpire", "+pttl", "+incr", "+publish", "+evalsha", "+eval", "+subscribe", "+unsubscribe")
+	lk := distlock.New(srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "nochan", "p" }))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+
+	l, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	require.NoError(t, l.Release(ctx), "a release that freed the lock")
+	assert.Equal(t, "", rlGet(t, srv, rlKey("k")))
+	assert.EqualValues(t, 1, lk.LostWakeups())
+
+	l, err = lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	other := distlock.New(srv.Client(t))
+	got := obtainAsync(ctx, other, "k")
+	require.Eventually(t, func() bool { return distlock.Parked(other, "k") }, waitTimeout, time.Millisecond)
+	released := time.Now()
+	require.NoError(t, l.Release(ctx))
+	assert.EqualValues(t, 2, lk.LostWakeups())
+	o := waitObtained(t, got)
+	assert.Less(t, o.at.Sub(released), 2*time.Second+slack, "a waiter after a release whose wake-up was lost")
+	t.Logf("the waiter obtained %v after a release that could not publish", o.at.Sub(released))
+	require.NoError(t, o.l.Release(ctx))
+}
+
+// TestRedlockReleaseWithoutChannelPermission: the same on a Redlock whose
+// users have no channel permission on any node: Release succeeds.
+func TestRedlockReleaseWithoutChannelPermission(t *testing.T) {
+	srvs := redistest.StartN(t, 3)
+	clients := make([]redis.UniversalClient, len(srvs))
+	for i, s := range srvs {
+		s.Exec(t, "ACL", "SETUSER", "nochan", "on", ">p", "resetkeys", "~distlock:*", "resetchannels", "-@all",
+			"+set", "+get", "+del", "+pexpire", "+pttl", "+incr", "+publish", "+evalsha", "+eval")
+		clients[i] = s.Client(t, func(o *redis.Options) { o.Username, o.Password = "nochan", "p" })
+	}
+	rl := distlock.NewRedlock(clients, distlock.WithNodeTimeout(rlNodeTimeout))
+	ctx := context.Background()
+	l, err := rl.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	require.NoError(t, l.Release(ctx))
+	for _, s := range srvs {
+		assert.Equal(t, "", rlGet(t, s, rlKey("k")))
+	}
+}

@@ -203,7 +203,13 @@ func (lk *Locker) abandon(ctx context.Context, cause error, rk, token string) {
 	_ = releaseScript.Run(ctx, run, []string{rk}, token).Err()
 }
 
-// abandonTimeout bounds the clean-up of a failed attempt.
+// abandonTimeout bounds the clean-up of a failed attempt, as far as the
+// client applies ctx deadlines: a command through the autopipeliner, or a
+// plain command on a client with redis.Options.ContextTimeoutEnabled.
+// Otherwise a plain command is bounded by the client's WriteTimeout and
+// ReadTimeout (go-redis defaults: 3s each), and a dial by its DialTimeout
+// (5s); keep those short where a stalled node must not hold up a failed
+// Obtain.
 const abandonTimeout = 250 * time.Millisecond
 
 // Do runs fn while holding the lock named key, and releases it when fn
@@ -251,8 +257,11 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	switch n {
+	case 0:
 		return errGone
+	case releasedUnannounced:
+		lk.waiters.lostWakeups.Add(1)
 	}
 	return nil
 }

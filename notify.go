@@ -31,6 +31,23 @@ import (
 // 2×healthInterval (2s) of the last message received, plus the time to
 // write the PING (bounded by the client's WriteTimeout).
 
+// LostWakeups returns how many releases of lk freed their lock but could
+// not announce it, because Redis refused the PUBLISH (typically an ACL
+// user without permission on the &distlock:* channels; Redis 7 gives new
+// users none). Such a release still succeeds; callers blocked on the lock,
+// in this process or another, then notice the release only at their next
+// re-check: at the holder's expiry, after their retry strategy's delay,
+// and at least every 2s with WithBlocking and no strategy. It is 0 on a
+// nil or zero Locker and counts from New; a value that grows means the
+// wake-ups are lost: grant the channel permission (README, ACL). A
+// Redlock's releases succeed the same way but are not counted.
+func (lk *Locker) LostWakeups() uint64 {
+	if lk == nil || lk.waiters == nil {
+		return 0
+	}
+	return lk.waiters.lostWakeups.Load()
+}
+
 // wakeChannel is the channel the release script publishes on.
 func wakeChannel(rk string) string { return rk + wakeSuffix }
 

@@ -405,12 +405,13 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 
 func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }
 
-// countHeld classifies the 1/0 answers of the refresh and release scripts.
+// countHeld classifies the 1/0 answers of the refresh and release scripts
+// (and the release script's 2: released, wake-up not published).
 func countHeld(_ int, cmd *redis.Cmd) (verdict, error) {
 	switch n, err := cmd.Int64(); {
 	case err != nil:
 		return vFailed, err
-	case n == 1:
+	case n == 1 || n == releasedUnannounced:
 		return vOK, nil
 	}
 	return vRefused, nil

@@ -102,6 +102,10 @@ const readyTimeout = time.Second
 type waiters struct {
 	notifiers []*notifier
 
+	// lostWakeups counts releases that freed a lock but could not
+	// publish its wake-up (see Locker.LostWakeups).
+	lostWakeups atomic.Uint64
+
 	mu    sync.Mutex
 	rooms map[string]*room // by lock key
 }

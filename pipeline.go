@@ -3,6 +3,7 @@ package distlock
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -17,9 +18,9 @@ import (
 // while concurrent callers get pipelining.
 //
 // A pipelined command waits for its answer only as long as its ctx lasts
-// (see ctxPipeliner); a plain one is bounded by ctx only when the client
-// applies ctx deadlines (redis.Options.ContextTimeoutEnabled), and otherwise
-// by the client's ReadTimeout and WriteTimeout.
+// (see pipelined). A plain one is bounded by ctx only when the client
+// applies ctx deadlines (redis.Options.ContextTimeoutEnabled), and
+// otherwise by the client's ReadTimeout and WriteTimeout.
 type conns struct {
 	plain    runner
 	ap       runner // nil without pipelining
@@ -27,13 +28,13 @@ type conns struct {
 }
 
 // newConns returns the conns of client; with pipelining it asks client for
-// its deferred autopipeliner and falls back to plain calls when there is
-// none (a redis.Ring).
+// its autopipeliner and falls back to plain calls when there is none (a
+// redis.Ring).
 func newConns(client redis.UniversalClient, pipelining bool) *conns {
 	c := &conns{plain: client}
 	if pipelining {
-		if ap, err := client.AsyncAutoPipeline(); err == nil {
-			c.ap = ctxPipeliner{ap}
+		if ap, err := client.AutoPipeline(); err == nil {
+			c.ap = &pipelined{blocking: ap, client: client}
 		}
 	}
 	return c
@@ -53,6 +54,64 @@ func (c *conns) done() {
 	if c.ap != nil {
 		c.inflight.Add(-1)
 	}
+}
+
+// pipelined is the autopipelined runner of a client. A command whose ctx
+// can never end (context.Background) goes through the client's blocking
+// autopipeliner, which batches most cheaply and has nothing to honour; one
+// whose ctx can end goes through its deferred autopipeliner and waits only
+// as long as ctx lasts (ctxPipeliner), made on first use.
+type pipelined struct {
+	blocking *redis.AutoPipeliner
+	client   redis.UniversalClient
+	once     sync.Once
+	deferred runner // nil until first needed, or when the client has none
+}
+
+var _ runner = (*pipelined)(nil)
+
+// pick returns the autopipeliner for a command sent with ctx.
+func (p *pipelined) pick(ctx context.Context) runner {
+	if ctx.Done() == nil {
+		return p.blocking
+	}
+	p.once.Do(func() {
+		if ap, err := p.client.AsyncAutoPipeline(); err == nil {
+			p.deferred = ctxPipeliner{ap}
+		}
+	})
+	if p.deferred == nil {
+		return p.blocking
+	}
+	return p.deferred
+}
+
+func (p *pipelined) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.pick(ctx).Eval(ctx, script, keys, args...)
+}
+
+func (p *pipelined) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.pick(ctx).EvalSha(ctx, sha1, keys, args...)
+}
+
+func (p *pipelined) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.pick(ctx).EvalRO(ctx, script, keys, args...)
+}
+
+func (p *pipelined) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.pick(ctx).EvalShaRO(ctx, sha1, keys, args...)
+}
+
+func (p *pipelined) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
+	return p.blocking.ScriptExists(ctx, hashes...)
+}
+
+func (p *pipelined) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
+	return p.blocking.ScriptLoad(ctx, script)
+}
+
+func (p *pipelined) Process(ctx context.Context, cmd redis.Cmder) error {
+	return p.pick(ctx).Process(ctx, cmd)
 }
 
 // ctxPipeliner runs commands through a deferred autopipeliner and waits for

@@ -503,3 +503,59 @@ func TestRedlockReleaseWithoutChannelPermission(t *testing.T) {
 		assert.Equal(t, "", rlGet(t, s, rlKey("k")))
 	}
 }
+
+// TestBlockedObtainReturnsByCtx: a blocked Locker Obtain whose ctx ends
+// mid-call returns by ctx's deadline plus slack, with an error matching
+// ErrNotObtained and DeadlineExceeded, and no lock, on a slow node (300ms
+// each way), a black-holed one (proxy stalled from the start) and a paused
+// one (SIGSTOP once the caller waits), pipelining on and off. The client
+// applies ctx deadlines to its socket (ContextTimeoutEnabled) and has 10s
+// socket timeouts: without the former a plain command is bounded by those
+// timeouts instead (see New). The slack covers the clean-up of the attempt
+// that ctx cut short (abandonTimeout, 250ms), which is waited for: the
+// calls return about 1.25s after they began.
+func TestBlockedObtainReturnsByCtx(t *testing.T) {
+	const deadline = time.Second
+	for _, fault := range []string{"slow", "black-holed", "paused"} {
+		t.Run(fault, func(t *testing.T) {
+			modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
+				client, p := proxied(t, srv, true)
+				waiter := distlock.New(client, opts...)
+				holder := distlock.New(srv.Client(t))
+				h, err := holder.Obtain(context.Background(), "k", distlock.WithTTL(time.Minute))
+				require.NoError(t, err)
+				switch fault {
+				case "slow":
+					p.SetLatency(300 * time.Millisecond)
+				case "black-holed":
+					p.Stall(true)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				defer cancel()
+				start := time.Now()
+				got := obtainAsync(ctx, waiter, "k", opts...)
+				if fault == "paused" {
+					require.Eventually(t, func() bool { return distlock.Parked(waiter, "k") }, deadline, time.Millisecond)
+					srv.Pause(t)
+					defer srv.Resume(t)
+				}
+				select {
+				case o := <-got:
+					took := o.at.Sub(start)
+					require.Nil(t, o.l, "a lock held by another was handed out")
+					assert.ErrorIs(t, o.err, distlock.ErrNotObtained)
+					assert.ErrorIs(t, o.err, context.DeadlineExceeded)
+					assert.Less(t, took, deadline+slack)
+					t.Logf("returned after %v: %v", took, o.err)
+				case <-time.After(waitTimeout):
+					t.Fatal("blocked Obtain did not return")
+				}
+				if fault == "paused" {
+					srv.Resume(t)
+				}
+				p.Stall(false)
+				require.NoError(t, h.Release(context.Background()))
+			})
+		})
+	}
+}

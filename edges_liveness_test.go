@@ -257,55 +257,65 @@ func TestRedlockBlockedObtainWithBlackHoledNode(t *testing.T) {
 // however long the releaser's round trip took, and return the lock.
 //  1. Holder and waiter share a Locker whose client goes through a proxy;
 //     the waiter parks.
-//  2. The link gets slow (400ms each way) and the holder releases: the
-//     waiter is claimed and the transfer script takes 800ms.
+//  2. The link gets slow (400ms each way: the transfer script takes 800ms)
+//     or black-holed (stalled until the waiter has returned), and the
+//     holder releases: the waiter is claimed.
 //  3. The waiter's ctx is cancelled 200ms into the release: it returns
 //     ErrNotObtained and Canceled within slack.
 //  4. Once the release returned, the key is free (given back).
 func TestClaimedWaiterReturnsByItsCtx(t *testing.T) {
-	srv := redistest.Start(t)
-	client, p := proxied(t, srv, false)
-	lk := distlock.New(client)
-	ctx := context.Background()
-	// Load the scripts first, so that no NOSCRIPT round trip is timed.
-	warm, err := lk.Obtain(ctx, "warm", distlock.WithFencing())
-	require.NoError(t, err)
-	require.NoError(t, warm.Release(ctx))
+	for _, fault := range []string{"slow", "black-holed"} {
+		t.Run(fault, func(t *testing.T) {
+			srv := redistest.Start(t)
+			client, p := proxied(t, srv, false)
+			lk := distlock.New(client)
+			ctx := context.Background()
+			// Load the scripts first, so that no NOSCRIPT round trip is timed.
+			warm, err := lk.Obtain(ctx, "warm", distlock.WithFencing())
+			require.NoError(t, err)
+			require.NoError(t, warm.Release(ctx))
 
-	h, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
-	require.NoError(t, err)
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	got := obtainAsync(wctx, lk, "k", distlock.WithTTL(time.Minute))
-	require.Eventually(t, func() bool { return distlock.Parked(lk, "k") }, waitTimeout, time.Millisecond)
+			h, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+			require.NoError(t, err)
+			wctx, wcancel := context.WithCancel(ctx)
+			defer wcancel()
+			got := obtainAsync(wctx, lk, "k", distlock.WithTTL(time.Minute))
+			require.Eventually(t, func() bool { return distlock.Parked(lk, "k") }, waitTimeout, time.Millisecond)
 
-	p.SetLatency(400 * time.Millisecond)
-	released := make(chan error, 1)
-	go func() { released <- h.Release(ctx) }()
-	cancelled := time.Now()
-	stop := time.AfterFunc(200*time.Millisecond, wcancel) // the waiter's ctx ends mid-hand-over
-	defer stop.Stop()
-	select {
-	case o := <-got:
-		took := o.at.Sub(cancelled) - 200*time.Millisecond
-		assert.Nil(t, o.l, "a waiter whose ctx ended got a lock")
-		assert.ErrorIs(t, o.err, distlock.ErrNotObtained)
-		assert.ErrorIs(t, o.err, context.Canceled)
-		assert.Less(t, took, slack, "claimed waiter returned this long after its ctx ended")
-		t.Logf("claimed waiter returned %v after its ctx ended", took)
-		if o.l != nil {
-			_ = o.l.Release(ctx)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("claimed waiter did not return")
+			if fault == "slow" {
+				p.SetLatency(400 * time.Millisecond)
+			} else {
+				p.Stall(true)
+			}
+			released := make(chan error, 1)
+			go func() { released <- h.Release(ctx) }()
+			cancelled := time.Now()
+			stop := time.AfterFunc(200*time.Millisecond, wcancel) // the waiter's ctx ends mid-hand-over
+			defer stop.Stop()
+			select {
+			case o := <-got:
+				took := o.at.Sub(cancelled) - 200*time.Millisecond
+				assert.Nil(t, o.l, "a waiter whose ctx ended got a lock")
+				assert.ErrorIs(t, o.err, distlock.ErrNotObtained)
+				assert.ErrorIs(t, o.err, context.Canceled)
+				assert.Less(t, took, slack, "claimed waiter returned this long after its ctx ended")
+				t.Logf("claimed waiter returned %v after its ctx ended", took)
+				if o.l != nil {
+					_ = o.l.Release(ctx)
+				}
+			case <-time.After(waitTimeout):
+				t.Fatal("claimed waiter did not return")
+			}
+			p.Stall(false)
+			select {
+			case err := <-released:
+				require.NoError(t, err)
+			case <-time.After(waitTimeout):
+				t.Fatal("release did not return")
+			}
+			assert.Equal(t, "", rlGet(t, srv, rlKey("k")), "the lock handed to a waiter that left was kept")
+		})
 	}
-	select {
-	case err := <-released:
-		require.NoError(t, err)
-	case <-time.After(waitTimeout):
-		t.Fatal("release did not return")
-	}
-	assert.Equal(t, "", rlGet(t, srv, rlKey("k")), "the lock handed to a waiter that left was kept")
 }
 
 // blackhole forwards TCP connections to a target and can swallow all
@@ -558,4 +568,37 @@ func TestBlockedObtainReturnsByCtx(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestHealthCheckWithoutPingPermission: the subscription's health check
+// sends PING; a user without +ping gets NOPERM, which proves the
+// connection alive just as well and must not wake the waiters (each
+// wake-up costs an attempt).
+//  1. User "noping": the minimal ACL (README), channels included, no PING.
+//  2. It blocks for 3.5s on a held lock, with a one-minute retry delay, so
+//     that only wake-ups make it attempt.
+//  3. It sent at most 4 lock scripts: the first try, the retry after
+//     subscribing, one after the subscription's confirmation when that came
+//     later, and one spare. (Woken by every NOPERM, it sent one more per
+//     second: 6 in all.)
+func TestHealthCheckWithoutPingPermission(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Exec(t, "ACL", "SETUSER", "noping", "on", ">p", "resetkeys", "~distlock:*", "resetchannels", "&distlock:*", "-@all",
+		"+set", "+get", "+del", "+pexpire", "+pttl", "+incr", "+publish", "+evalsha", "+eval", "+subscribe", "+unsubscribe")
+	waiter := distlock.New(srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "noping", "p" }))
+	holder := distlock.New(srv.Client(t))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	h, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+
+	before := scriptCalls(t, srv)
+	wctx, wcancel := context.WithTimeout(ctx, 3500*time.Millisecond) // the wait being measured
+	defer wcancel()
+	_, err = waiter.Obtain(wctx, "k", distlock.WithBlocking(), distlock.WithRetry(distlock.LinearBackoff(time.Minute)))
+	require.ErrorIs(t, err, distlock.ErrNotObtained)
+	during := scriptCalls(t, srv) - before
+	assert.LessOrEqual(t, during, int64(4), "lock scripts from one waiter blocked 3.5s")
+	t.Logf("lock scripts during a 3.5s wait without +ping: %d", during)
+	require.NoError(t, h.Release(ctx))
 }

@@ -253,6 +253,14 @@ func (n *notifier) read(sub *subscription) {
 			return
 		default:
 		}
+		var reply redis.Error
+		if err != nil && errors.As(err, &reply) {
+			// An error reply (say NOPERM for the PING of a user without
+			// +ping, or for a channel it may not subscribe) proves the
+			// connection alive; nothing was missed.
+			pinged = false
+			continue
+		}
 		if err != nil && isSilence(err) {
 			if pinged {
 				close(sub.dead)

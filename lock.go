@@ -543,7 +543,9 @@ func (l *Lock) Done() <-chan struct{} {
 
 // Err returns nil while the lock is held and after a successful Release,
 // and an error matching ErrNotHeld once the lock was lost: it expired
-// before a refresh confirmed it, or Redis no longer holds it for this token.
+// before a refresh confirmed it (the error then also wraps the last
+// refresh's error, when one failed: errors.Is matches both), or Redis no
+// longer holds it for this token.
 func (l *Lock) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -201,54 +201,65 @@ func TestPipelinedCommandHonoursCtxBehindAStalledOne(t *testing.T) {
 }
 
 // TestRedlockBlockedObtainWithBlackHoledNode: a blocked Redlock Obtain
-// with one black-holed node returns by its ctx, and never returns a lock
-// whose validity has passed. The subscription to each node used to be set
-// up and torn down on the caller's path, one node after another, without
-// the caller's ctx: each cost the black-holed client's read timeout.
-//  1. Three nodes; the waiter reaches node 0 through a stalled proxy
-//     (its client has 10s socket timeouts), the others directly.
+// with one black-holed (or slow) node returns by its ctx, and never returns
+// a lock whose validity has passed. The subscription to each node used to
+// be set up and torn down on the caller's path, one node after another,
+// without the caller's ctx: each cost the black-holed client's read
+// timeout.
+//  1. Three nodes; the waiter reaches node 0 through a proxy (its client
+//     has 10s socket timeouts), the others directly. The proxy is stalled,
+//     or slow (300ms each way, beyond the 200ms node timeout).
 //  2. Another Redlock holds the lock for a minute: Obtain with a 1s ctx
 //     returns ErrNotObtained and DeadlineExceeded by 1s plus slack.
 //  3. The holder's lock expires 1.5s after it is taken: a blocked Obtain
 //     (TTL 2s, ctx 10s) obtains it on the two healthy nodes soon after,
 //     with its validity ahead.
 func TestRedlockBlockedObtainWithBlackHoledNode(t *testing.T) {
-	srvs := redistest.StartN(t, 3)
-	slow, p := proxied(t, srvs[0], false)
-	clients := rlClients(t, srvs)
-	clients[0] = slow
-	waiter := distlock.NewRedlock(clients, distlock.WithNodeTimeout(rlNodeTimeout))
-	holder := newRL(t, srvs)
-	p.Stall(true)
+	for _, fault := range []string{"black-holed", "slow"} {
+		t.Run(fault, func(t *testing.T) {
+			srvs := redistest.StartN(t, 3)
+			slow, p := proxied(t, srvs[0], false)
+			clients := rlClients(t, srvs)
+			clients[0] = slow
+			waiter := distlock.NewRedlock(clients, distlock.WithNodeTimeout(rlNodeTimeout))
+			holder := newRL(t, srvs)
+			if fault == "slow" {
+				p.SetLatency(300 * time.Millisecond)
+			} else {
+				p.Stall(true)
+			}
 
-	h, err := holder.Obtain(context.Background(), "k", distlock.WithTTL(time.Minute))
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	start := time.Now()
-	l, err := waiter.Obtain(ctx, "k", distlock.WithBlocking(), distlock.WithTTL(2*time.Second))
-	took := time.Since(start)
-	require.Nil(t, l)
-	assert.ErrorIs(t, err, distlock.ErrNotObtained)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, took, time.Second+slack, "blocked Obtain with a 1s ctx and a black-holed node")
-	t.Logf("blocked Obtain with a 1s ctx returned after %v", took)
-	require.NoError(t, h.Release(context.Background()))
+			h, err := holder.Obtain(context.Background(), "k", distlock.WithTTL(time.Minute))
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			start := time.Now()
+			l, err := waiter.Obtain(ctx, "k", distlock.WithBlocking(), distlock.WithTTL(2*time.Second))
+			took := time.Since(start)
+			require.Nil(t, l)
+			assert.ErrorIs(t, err, distlock.ErrNotObtained)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Less(t, took, time.Second+slack, "blocked Obtain with a 1s ctx and a %s node", fault)
+			t.Logf("blocked Obtain with a 1s ctx returned after %v", took)
+			require.NoError(t, h.Release(context.Background()))
 
-	const holderTTL = 1500 * time.Millisecond
-	h, err = holder.Obtain(context.Background(), "k", distlock.WithTTL(holderTTL))
-	require.NoError(t, err)
-	expires := time.Now().Add(holderTTL)
-	ctx, cancel = context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	l, err = waiter.Obtain(ctx, "k", distlock.WithBlocking(), distlock.WithTTL(2*time.Second))
-	require.NoError(t, err)
-	returned := time.Now()
-	assert.True(t, returned.Before(l.ValidUntil()), "Obtain returned a lock whose validity had passed (ValidUntil %v ago)", returned.Sub(l.ValidUntil()))
-	assert.NoError(t, l.Err())
-	assert.Less(t, returned.Sub(expires), time.Second+slack, "obtained long after the holder expired")
-	t.Logf("obtained %v after the holder's expiry, validity %v ahead", returned.Sub(expires), l.ValidUntil().Sub(returned))
-	_ = l.Release(context.Background())
+			const holderTTL = 1500 * time.Millisecond
+			h, err = holder.Obtain(context.Background(), "k", distlock.WithTTL(holderTTL))
+			require.NoError(t, err)
+			expires := time.Now().Add(holderTTL)
+			ctx, cancel = context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			l, err = waiter.Obtain(ctx, "k", distlock.WithBlocking(), distlock.WithTTL(2*time.Second))
+			require.NoError(t, err)
+			returned := time.Now()
+			assert.True(t, returned.Before(l.ValidUntil()), "Obtain returned a lock whose validity had passed (ValidUntil %v ago)", returned.Sub(l.ValidUntil()))
+			assert.NoError(t, l.Err())
+			assert.Less(t, returned.Sub(expires), time.Second+slack, "obtained long after the holder expired")
+			t.Logf("obtained %v after the holder's expiry, validity %v ahead", returned.Sub(expires), l.ValidUntil().Sub(returned))
+			_ = l.Release(context.Background())
+			p.Stall(false)
+		})
+	}
 }
 
 // TestClaimedWaiterReturnsByItsCtx: a waiter claimed for an in-process

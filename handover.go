@@ -75,11 +75,12 @@ func (w *waiters) claim(rk string) *ticket {
 // handOver releases l by handing it to the claimed waiter tk. It always
 // answers tk: with the new Lock, or with nil when the hand-over failed (the
 // waiter then tries by itself); when the waiter has left meanwhile (its
-// ctx ended), it releases the new Lock instead. When the outcome is unknown (a timeout or a
-// broken connection: the transfer may have run), the waiter's token is
-// released too, so that a lock nobody holds is not left behind; l's own
-// lock stays for the caller to release again. It returns what a release
-// returns: nil, an error matching ErrNotHeld, or a Redis error.
+// ctx ended), it releases the new Lock instead. When the outcome is
+// unknown (a timeout or a broken connection: the transfer may have run),
+// the waiter's token is released too, so that a lock nobody holds is not
+// left behind; l's own lock stays for the caller to release again. It
+// returns what a release returns: nil, an error matching ErrNotHeld, or a
+// Redis error.
 func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	var nl *Lock
 	defer func() {

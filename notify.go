@@ -61,18 +61,19 @@ const healthInterval = time.Second
 // manager sends (the dial included), as far as the client honours ctx.
 const subscribeIOTimeout = 2 * time.Second
 
-// A notifier owns at most one manager goroutine at a time for one node
-// (one more may still be closing its connection), and each manager owns
-// one subscription and its reader.
+// A notifier owns its manager goroutines for one node: at most one does
+// I/O at a time, as each waits for the one before; each owns one
+// subscription at a time and its reader.
 type notifier struct {
 	client    redis.UniversalClient
 	onWake    func(channel string) // a release was published on channel
 	onWakeAll func()               // messages may have been missed
 
-	mu      sync.Mutex
-	chans   map[string]*chanState // the channels wanted
-	running bool                  // a manager runs and will look at chans again
-	kick    chan struct{}         // the running manager's: chans changed
+	mu       sync.Mutex
+	chans    map[string]*chanState // the channels wanted
+	running  bool                  // a manager runs and will look at chans again
+	kick     chan struct{}         // the running manager's: chans changed
+	lastDone chan struct{}         // closed when the last manager started has returned
 }
 
 // chanState is one wanted channel.
@@ -99,7 +100,11 @@ func (n *notifier) watch(channel string) <-chan struct{} {
 	if !n.running {
 		n.running = true
 		n.kick = make(chan struct{}, 1)
-		go n.manage(n.kick) // owner: the notifier; it returns once no channel is wanted
+		prev, done := n.lastDone, make(chan struct{})
+		n.lastDone = done
+		// Owner: the notifier. A manager returns by itself once no channel
+		// is wanted, and the next one waits for it before any I/O.
+		go n.manage(n.kick, prev, done)
 	}
 	n.kickLocked()
 	return cs.ready
@@ -141,7 +146,11 @@ type subscription struct {
 // manage brings the subscription in line with the wanted channels every
 // time they change, replaces a subscription that failed its health check,
 // and returns, closing the subscription, once no channel is wanted.
-func (n *notifier) manage(kick <-chan struct{}) {
+func (n *notifier) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	if prev != nil {
+		<-prev // the previous manager may still be closing its connection
+	}
 	var sub *subscription
 	subscribed := make(map[string]*chanState) // as last sent
 	defer func() {

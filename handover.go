@@ -70,23 +70,33 @@ func (w *waiters) claim(rk string) *ticket {
 	tk := rm.parked
 	rm.parked = nil
 	rm.handovers++
+	tk.claim.Store(claimPending)
 	return tk
 }
 
 // handOver releases l by handing it to the claimed waiter tk. It always
 // answers tk: with the new Lock, or with nil when the hand-over failed (the
-// waiter then tries by itself). Each hand-over writes a fresh token (unless
-// the waiter gave its own with WithToken), used by no other attempt. When
-// the outcome is unknown (a timeout or a broken connection: the transfer may
-// have run), that token is released too, so that a lock nobody holds is not
-// left behind; as the token is never used again, that release, however late
-// it lands, cannot delete a lock the waiter takes afterwards. l's own lock
-// stays for the caller to release again. It returns what a release
-// returns: nil, an error matching ErrNotHeld, one matching
-// ErrUnknownOutcome, or a Redis error reply.
+// waiter then tries by itself); when the waiter has left meanwhile (its
+// ctx ended), it releases the new Lock instead. Each hand-over writes a
+// fresh token (unless the waiter gave its own with WithToken), used by no
+// other attempt. When the outcome is unknown (a timeout or a broken
+// connection: the transfer may have run), that token is released too, so
+// that a lock nobody holds is not left behind; as the token is never used
+// again, that release, however late it lands, cannot delete a lock the
+// waiter takes afterwards. l's own lock stays for the caller to release
+// again. It returns what a release returns: nil, an error matching
+// ErrNotHeld, one matching ErrUnknownOutcome, or a Redis error reply.
 func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	var nl *Lock
-	defer func() { tk.grant <- nl }()
+	defer func() {
+		if tk.deliver() {
+			tk.grant <- nl
+		} else if nl != nil {
+			// The waiter's ctx ended while the hand-over ran: give the
+			// lock back (publishing, so that every waiter retries).
+			_ = nl.Release(ctx)
+		}
+	}()
 	h := tk.heir
 	fenceFlag := "0"
 	if h.o.fencing {

@@ -247,7 +247,13 @@ func (lk *Locker) abandon(ctx context.Context, cause error, rk, token string) {
 	_ = releaseScript.Run(ctx, run, []string{rk}, token).Err()
 }
 
-// abandonTimeout bounds the clean-up of a failed attempt.
+// abandonTimeout bounds the clean-up of a failed attempt, as far as the
+// client applies ctx deadlines: a command through the autopipeliner, or a
+// plain command on a client with redis.Options.ContextTimeoutEnabled.
+// Otherwise a plain command is bounded by the client's WriteTimeout and
+// ReadTimeout (go-redis defaults: 3s each), and a dial by its DialTimeout
+// (5s); keep those short where a stalled node must not hold up a failed
+// Obtain.
 const abandonTimeout = 250 * time.Millisecond
 
 // Do runs fn while holding the lock named key, and releases it when fn
@@ -306,6 +312,9 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 		}
 		return err
 	}
+	if n == releasedUnannounced {
+		lk.waiters.lostWakeups.Add(1)
+	}
 	return l.releaseFound(n)
 }
 
@@ -314,7 +323,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 // was deleted by that release.
 func (l *Lock) releaseFound(n int64) error {
 	switch {
-	case n == 1:
+	case n == 1 || n == releasedUnannounced:
 		return nil
 	case n < 0:
 		return errTakenOver
@@ -400,6 +409,7 @@ type Lock struct {
 	ended      bool          // released or lost: done is (or will be made) closed
 	released   bool          // a release reached Redis: a second one returns ErrNotHeld
 	err        error         // why the lock was lost; nil while held and after Release
+	refreshErr error         // the last refresh's transient error, nil after a success
 	done       chan struct{} // made lazily by Done (eagerly with auto-refresh)
 	timer      *time.Timer   // closes done at validUntil
 
@@ -489,11 +499,21 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	start := time.Now()
 	if err := l.b.refresh(ctx, l, ttl); err != nil {
 		if errors.Is(err, ErrNotHeld) {
+			if errors.Is(err, errExpired) {
+				l.mu.Lock()
+				err = l.expiredErrLocked()
+				l.mu.Unlock()
+			}
 			l.lose(err)
+		} else {
+			l.mu.Lock()
+			l.refreshErr = err
+			l.mu.Unlock()
 		}
 		return fmt.Errorf("refresh %q: %w", l.key, err)
 	}
 	l.mu.Lock()
+	l.refreshErr = nil
 	if !l.ended {
 		l.validUntil = start.Add(ttl - o.driftFor(ttl))
 		if l.timer != nil {
@@ -506,42 +526,100 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	return nil
 }
 
-// Release gives the lock back: it stops the auto-refresher (and waits for
-// it), deletes the lock in Redis if this holder still has it (or, when a
-// caller of the same Locker is blocked on the key, hands it straight to that
-// caller), and closes Done. It returns an error matching ErrNotHeld when the
-// lock was no longer held (lost, or already released); it never deletes
-// someone else's lock. On a Redis error the lock is ended locally, stays in
-// Redis until its TTL at most, and Release may be called again.
+// Release gives the lock back: it stops the auto-refresher, deletes the
+// lock in Redis if this holder still has it (or, when a caller of the same
+// Locker is blocked on the key, hands it straight to that caller), and
+// closes Done. It returns an error matching ErrNotHeld when the lock was no
+// longer held (lost, or already released); it never deletes someone else's
+// lock. On a Redis error the lock is ended locally, stays in Redis until
+// its TTL at most, and Release may be called again.
 //
-// ctx bounds the call only as far as the client lets it: go-redis applies
-// ctx deadlines to socket reads and writes only with
-// redis.Options.ContextTimeoutEnabled; otherwise its ReadTimeout and
-// WriteTimeout do.
+// Release frees the lock whatever the state of ctx, so that
+// defer l.Release(ctx) works with a request's ctx that has already ended:
+// it ignores ctx's cancellation and gives itself until ctx's deadline or
+// releaseTimeout (1s) from the call, whichever is later. That bound covers
+// the whole call, including the wait for an auto-refresh in flight; with
+// a plain client it holds as far as the client lets it (go-redis applies
+// deadlines to socket reads and writes only with
+// redis.Options.ContextTimeoutEnabled, otherwise its ReadTimeout and
+// WriteTimeout bound the command). A second Release, or one after the
+// lock's validity ran out, returns an error matching ErrNotHeld at once,
+// without a round trip; after a loss that Redis reported it returns that
+// loss, once it has cleaned up what may be left of the lock.
 func (l *Lock) Release(ctx context.Context) error {
-	l.stopRefresher()
-	l.mu.Lock()
-	if l.released {
-		l.mu.Unlock()
-		return fmt.Errorf("release %q: %w", l.key, errReleased)
+	lost, final := l.knownEnd()
+	if final {
+		l.stopRefresher(nil)
+		return fmt.Errorf("release %q: %w", l.key, lost)
 	}
-	l.mu.Unlock()
-
+	ctx, cancel := releaseContext(ctx)
+	defer cancel()
+	if l.stopRefresh != nil {
+		// Stop the refresher first, but do not wait for a refresh in
+		// flight before releasing: whichever of the two Redis runs
+		// first, the other finds nothing to do.
+		l.stopRefresh()
+	}
 	err := l.b.release(ctx, l)
+	l.stopRefresher(ctx.Done())
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err == nil || errors.Is(err, ErrNotHeld) {
 		l.released = true
 	}
-	if err != nil && errors.Is(err, ErrNotHeld) && l.err == nil && !l.ended {
+	switch {
+	case err == nil:
+		// This release deleted the lock with this holder's token, so it
+		// was held: a racing refresh that ran after the deletion and
+		// reported the lock gone was wrong about why.
+		l.err = nil
+	case errors.Is(err, ErrNotHeld) && l.err == nil && !l.ended:
 		l.err = err
 	}
 	l.endLocked()
+	if lost != nil {
+		// Redis said the lock was gone: the release above only cleaned
+		// up (a Redlock's minority of nodes that still had the key).
+		return fmt.Errorf("release %q: %w", l.key, lost)
+	}
 	if err != nil {
 		return fmt.Errorf("release %q: %w", l.key, err)
 	}
 	return nil
+}
+
+// releaseTimeout is the least time Release gives itself, whatever ctx says.
+const releaseTimeout = time.Second
+
+// releaseContext returns the context Release runs on: ctx's values without
+// its cancellation, with a deadline at ctx's deadline or releaseTimeout from
+// now, whichever is later.
+func releaseContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(releaseTimeout)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
+}
+
+// knownEnd returns why the lock is known to be no longer held, if it is,
+// and whether that is final: the lock was released, or its validity ran
+// out (its keys then expire within the drift allowance, so there is
+// nothing to clean up, and Redis may well be unreachable). A loss that
+// Redis reported (lost, not final) still lets Release clean up: a Redlock's
+// minority of nodes may still have the key.
+func (l *Lock) knownEnd() (lost error, final bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checkExpiryLocked()
+	switch {
+	case l.released:
+		return errReleased, true
+	case l.err != nil:
+		return l.err, errors.Is(l.err, errExpired)
+	}
+	return nil, false
 }
 
 // Done returns a channel that is closed once the lock is no longer held by
@@ -557,7 +635,9 @@ func (l *Lock) Done() <-chan struct{} {
 
 // Err returns nil while the lock is held and after a successful Release,
 // and an error matching ErrNotHeld once the lock was lost: it expired
-// before a refresh confirmed it, or Redis no longer holds it for this token.
+// before a refresh confirmed it (the error then also wraps the last
+// refresh's error, when one failed: errors.Is matches both), or Redis no
+// longer holds it for this token.
 func (l *Lock) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -582,8 +662,18 @@ func (l *Lock) heldErr() error {
 // checkExpiryLocked ends a held lock whose validity has run out.
 func (l *Lock) checkExpiryLocked() {
 	if !l.ended && !time.Now().Before(l.validUntil) {
-		l.loseLocked(errExpired)
+		l.loseLocked(l.expiredErrLocked())
 	}
+}
+
+// expiredErrLocked is the error of a lock whose validity ran out: errExpired,
+// with the last refresh's error as its cause when a refresh failed (Redis
+// unreachable, say). Both match (errors.Is).
+func (l *Lock) expiredErrLocked() error {
+	if l.refreshErr == nil {
+		return errExpired
+	}
+	return fmt.Errorf("%w (last refresh failed: %w)", errExpired, l.refreshErr)
 }
 
 // makeDoneLocked makes the done channel, closed at once when the lock has
@@ -613,7 +703,7 @@ func (l *Lock) onTimer() {
 		l.timer.Reset(d)
 		return
 	}
-	l.loseLocked(errExpired)
+	l.loseLocked(l.expiredErrLocked())
 }
 
 // lose ends the lock because it is no longer held.
@@ -649,13 +739,24 @@ func (l *Lock) endLocked() {
 	}
 }
 
-// stopRefresher stops the auto-refresh goroutine, if any, and waits for it.
-func (l *Lock) stopRefresher() {
+// stopRefresher stops the auto-refresh goroutine, if any, and waits for it
+// until it returns or until stop is closed (nil: no wait at all). A
+// refresher that is still in a Redis call when stop closes returns as soon
+// as that call does (bounded by its ctx, which is cancelled here, as far as
+// the client honours it, and otherwise by the client's timeouts); it
+// touches nothing once the lock has ended.
+func (l *Lock) stopRefresher(stop <-chan struct{}) {
 	if l.stopRefresh == nil {
 		return
 	}
 	l.stopRefresh()
-	<-l.refresher
+	if stop == nil {
+		return
+	}
+	select {
+	case <-l.refresher:
+	case <-stop:
+	}
 }
 
 // refreshRetryDelay is the pause between auto-refresh retries after a

@@ -304,7 +304,7 @@ func (l *Lock) runOnce(ctx context.Context, fn func(context.Context) error, fini
 // runs op (retried on Redis errors: op must be idempotent) and ends the Lock
 // as Release does. op answers like a backend's release.
 func (l *Lock) endWith(ctx context.Context, op func(context.Context) error) error {
-	l.stopRefresher()
+	l.stopRefresher(ctx.Done())
 	if err := l.heldErr(); err != nil {
 		return err
 	}

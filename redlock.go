@@ -436,13 +436,14 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 
 func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }
 
-// countHeld classifies the 1/0 answers of scripts that act only where the
-// caller's token holds the key: only 1 is held.
+// countHeld classifies the answers of scripts that act only where the
+// caller's token holds the key: 1 (and the release script's 2: released,
+// wake-up not published) is held, anything else is not.
 func countHeld(_ int, cmd *redis.Cmd) (verdict, error) {
 	switch n, err := cmd.Int64(); {
 	case err != nil:
 		return vFailed, err
-	case n == 1:
+	case n == 1 || n == releasedUnannounced:
 		return vOK, nil
 	}
 	return vRefused, nil

@@ -38,6 +38,10 @@ var (
 // pttlNotHeld is what pttl.lua answers when the token does not hold the lock.
 const pttlNotHeld = -3
 
+// releasedUnannounced is what release.lua answers when it deleted the lock
+// but could not publish the wake-up (no permission on the channel).
+const releasedUnannounced = 2
+
 // runner is what the library needs from a Redis connection: scripts and raw
 // commands. *redis.Client, *redis.ClusterClient, *redis.Ring and
 // *redis.AutoPipeliner all are runners.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,8 +26,11 @@ func obtain(ctx context.Context, key string, o options, try attemptFunc) (*Lock,
 	}
 	for n := 1; ; n++ {
 		l, holderTTL, err := try(ctx)
-		if err != nil || l != nil {
-			return l, attemptErr(ctx, key, err)
+		if err != nil {
+			return nil, attemptErr(ctx, key, err)
+		}
+		if l = usable(l); l != nil {
+			return l, nil
 		}
 		delay, more := o.retry.NextBackoff(n)
 		if !more {
@@ -39,6 +43,18 @@ func obtain(ctx context.Context, key string, o options, try attemptFunc) (*Lock,
 			return nil, notObtainedByCtx(key, err)
 		}
 	}
+}
+
+// usable returns l when its validity has not passed yet, and otherwise
+// ends it (its keys expire within the drift allowance: nothing to send)
+// and returns nil, so that no Obtain hands out a lock that is already
+// dead (say, after a stall between the attempt and the return).
+func usable(l *Lock) *Lock {
+	if l == nil || time.Now().Before(l.ValidUntil()) {
+		return l
+	}
+	_ = l.Release(context.Background()) // returns at once: the validity has run out
+	return nil
 }
 
 // sleep waits for d or until ctx is done, whichever comes first, and
@@ -86,6 +102,10 @@ const readyTimeout = time.Second
 type waiters struct {
 	notifiers []*notifier
 
+	// lostWakeups counts releases that freed a lock but could not
+	// publish its wake-up (see Locker.LostWakeups).
+	lostWakeups atomic.Uint64
+
 	mu    sync.Mutex
 	rooms map[string]*room // by lock key
 }
@@ -105,6 +125,28 @@ type ticket struct {
 	turn  chan turn  // receives once when the caller becomes head
 	heir  *heir      // nil when the owner does not hand locks over
 	grant chan *Lock // receives the outcome of a hand-over once claimed
+	// claim is the state of the current hand-over once claimed: whether
+	// the releaser delivered it first, or the waiter left first.
+	claim atomic.Int32
+}
+
+// States of ticket.claim.
+const (
+	claimPending   = iota // claimed: the hand-over runs
+	claimDelivered        // the releaser sent the outcome on grant
+	claimAbandoned        // the waiter's ctx ended first: it left
+)
+
+// deliver reports whether the waiter still waits for the hand-over's
+// outcome; when it does, the outcome must be sent on grant.
+func (tk *ticket) deliver() bool {
+	return tk.claim.CompareAndSwap(claimPending, claimDelivered)
+}
+
+// abandon reports whether the waiter may leave without the outcome; when
+// it may not, the outcome is (or is about to be) on grant.
+func (tk *ticket) abandon() bool {
+	return tk.claim.CompareAndSwap(claimPending, claimAbandoned)
 }
 
 // turn is what a caller needs to act as head.
@@ -263,8 +305,11 @@ func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, t
 	if !w.busy(rk) {
 		// Nobody of ours waits for this key: try at once.
 		l, ttl, err := try(ctx)
-		if err != nil || l != nil {
-			return l, attemptErr(ctx, key, err)
+		if err != nil {
+			return nil, attemptErr(ctx, key, err)
+		}
+		if l = usable(l); l != nil {
+			return l, nil
 		}
 		holderTTL = ttl
 	}
@@ -293,9 +338,12 @@ func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, t
 		if t.attempt {
 			wake := rm.next()
 			l, ttl, err := try(ctx)
-			if err != nil || l != nil {
-				obtained = l != nil
-				return l, attemptErr(ctx, key, err)
+			if err != nil {
+				return nil, attemptErr(ctx, key, err)
+			}
+			if l = usable(l); l != nil {
+				obtained = true
+				return l, nil
 			}
 			t = turn{wake: wake, holderTTL: ttl}
 		}
@@ -322,10 +370,18 @@ func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, t
 		timer.Stop()
 		if h != nil && !claimed && !w.unpark(rm, tk) {
 			// A release of this owner is handing the lock over to us:
-			// its outcome decides, whatever else woke us.
-			l = <-tk.grant
+			// its outcome decides, unless our ctx ends first (then the
+			// releaser gives back what it obtained for us).
+			select {
+			case l = <-tk.grant:
+			case <-ctx.Done():
+				if tk.abandon() {
+					return nil, notObtainedByCtx(key, ctx.Err())
+				}
+				l = <-tk.grant // delivered meanwhile: it is there
+			}
 		}
-		if l != nil {
+		if l = usable(l); l != nil {
 			obtained = true
 			return l, nil
 		}

@@ -1,12 +1,18 @@
 -- Release a lock only if it still carries the caller's token, and wake the
 -- callers blocked on it.
 -- KEYS[1] lock key; ARGV[1] token
--- Returns 1 when deleted, 0 when the key does not exist (expired or
--- deleted), -1 when it is held by another token (taken over).
+-- Returns 1 when deleted, 2 when deleted but the wake-up could not be
+-- published (a user without permission on the channel: the release stands,
+-- waiters fall back to their capped re-checks), 0 when the key does not
+-- exist (expired or deleted), -1 when it is held by another token (taken
+-- over).
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[1] .. ':wake', '')
+  local woke = redis.pcall('PUBLISH', KEYS[1] .. ':wake', '')
+  if type(woke) == 'table' and woke.err then
+    return 2
+  end
   return 1
 end
 if cur == false then

@@ -130,8 +130,18 @@ var _ runner = ctxPipeliner{}
 // do submits a command made of args and returns it once answered, or a
 // copy carrying ctx's error when ctx ended first.
 func (p ctxPipeliner) do(ctx context.Context, args ...any) *redis.Cmd {
+	return p.submit(ctx, false, args...)
+}
+
+// submit is do; with once, go-redis must not re-send the command after a
+// network error (see onceCmd).
+func (p ctxPipeliner) submit(ctx context.Context, once bool, args ...any) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
-	f := p.ap.Submit(ctx, cmd)
+	var sent redis.Cmder = cmd
+	if once {
+		sent = onceCmd{cmd}
+	}
+	f := p.ap.Submit(ctx, sent)
 	if err := f.WaitContext(ctx); err != nil && ctx.Err() != nil && err == ctx.Err() {
 		// The submitted command may still be written to by the
 		// autopipeliner: hand the caller another one.
@@ -175,14 +185,17 @@ func (p ctxPipeliner) ScriptLoad(ctx context.Context, script string) *redis.Stri
 	return p.ap.ScriptLoad(ctx, script)
 }
 
-// Process runs cmd, which must be a *redis.Cmd or a *redis.StatusCmd (the
-// only kinds this library sends), through the autopipeliner, bounded by
-// ctx as do is.
+// Process runs cmd, which must be a *redis.Cmd, an onceCmd or a
+// *redis.StatusCmd (the only kinds this library sends), through the
+// autopipeliner, bounded by ctx as do is.
 func (p ctxPipeliner) Process(ctx context.Context, cmd redis.Cmder) error {
-	res := p.do(ctx, cmd.Args()...)
+	_, once := cmd.(onceCmd)
+	res := p.submit(ctx, once, cmd.Args()...)
 	err := res.Err()
 	switch c := cmd.(type) {
 	case *redis.Cmd:
+		c.SetVal(res.Val())
+	case onceCmd:
 		c.SetVal(res.Val())
 	case *redis.StatusCmd:
 		if s, ok := res.Val().(string); ok {

@@ -58,8 +58,10 @@ func (r replicasOption) String() string {
 // with a *ReplicationError (matching ErrNotReplicated); the retry strategy
 // applies to it as to contention, and when no retry is left Obtain returns
 // it. A Refresh with fewer acknowledgements returns it and does not move
-// ValidUntil, so Done closes when replication cannot keep up. Release is
-// not acknowledged: a release lost in a failover leaves a lock nobody holds
+// ValidUntil, so Done closes when replication cannot keep up (Err then
+// wraps the last refresh's ErrNotReplicated). The primary did run such a
+// refresh: once the lock is lost, its key stays there until that refresh's
+// TTL runs out. Release is not acknowledged: a release lost in a failover leaves a lock nobody holds
 // until its TTL. A blocked caller is never handed a lock in-process
 // (the hand-over script is not acknowledged); it obtains it itself.
 //

@@ -88,14 +88,17 @@ func TestReplicasRefreshNotAcknowledged(t *testing.T) {
 	until := auto.ValidUntil()
 	waitClosed(t, auto.Done(), waitTimeout, "auto-refreshed lock with unacknowledged refreshes")
 	assert.ErrorIs(t, auto.Err(), distlock.ErrNotHeld)
+	assert.ErrorIs(t, auto.Err(), distlock.ErrNotReplicated, "the cause: the last refresh's error")
 	assert.False(t, time.Now().Before(until), "Done closed before ValidUntil: a refresh moved it")
 	assert.Less(t, time.Since(until), time.Second, "Done closed long after ValidUntil")
 	rs.Replicas[0].Resume(t)
-	// The primary ran each unacknowledged refresh: the key is still this
-	// token's there, and Release deletes it.
-	require.NoError(t, auto.Release(ctx))
+	// A lock whose validity ran out is not released (nothing is sent). The
+	// primary ran each unacknowledged refresh, so its key lives there
+	// until the last refresh's TTL runs out: a cost in liveness only.
+	require.ErrorIs(t, auto.Release(ctx), distlock.ErrNotHeld)
+	assert.Equal(t, auto.Token(), rs.Primary.Exec(t, "GET", "distlock:{auto}"))
 	require.NoError(t, l.Release(ctx))
-	assert.EqualValues(t, 0, rs.Primary.Exec(t, "DBSIZE"))
+	assert.EqualValues(t, 0, rs.Primary.Exec(t, "EXISTS", "distlock:{refresh}"))
 }
 
 // Bad settings of WithReplicas, and WithReplicas on a Redlock, are refused

@@ -376,9 +376,9 @@ func oncePerTick(ctx context.Context, ob obtainer, now func() time.Time, key str
 	fnErr := callReleasing(func() error { return fn(fctx, c.tick) }, func() { _ = finish() })
 	finErr := finish()
 	if finErr != nil && errors.Is(finErr, ErrNotHeld) {
-		return true, errors.Join(fnErr, fmt.Errorf("tick %s of %q lost while fn ran: %w", c.tick.UTC().Format(time.RFC3339Nano), key, finErr))
+		return true, joinErrors(fnErr, fmt.Errorf("tick %s of %q lost while fn ran: %w", c.tick.UTC().Format(time.RFC3339Nano), key, finErr))
 	}
-	return true, errors.Join(fnErr, finErr)
+	return true, joinErrors(fnErr, finErr)
 }
 
 // watch makes cancel run, with the loss as its cause, when l is lost; at

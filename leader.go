@@ -225,7 +225,7 @@ func stopBeforeExpiry(l *Lock, margin time.Duration, cancel context.CancelCauseF
 // leadEnded is Lead's error when ctx ended while campaigning.
 func leadEnded(ctx context.Context, key string, lastErr error) error {
 	if lastErr != nil {
-		return fmt.Errorf("lead %q: %w", key, errors.Join(ctx.Err(), fmt.Errorf("last error: %w", lastErr)))
+		return fmt.Errorf("lead %q: %w", key, joinErrors(ctx.Err(), fmt.Errorf("last error: %w", lastErr)))
 	}
 	return ctx.Err()
 }

@@ -530,9 +530,12 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 // lock in Redis if this holder still has it (or, when a caller of the same
 // Locker is blocked on the key, hands it straight to that caller), and
 // closes Done. It returns an error matching ErrNotHeld when the lock was no
-// longer held (lost, or already released); it never deletes someone else's
-// lock. On a Redis error the lock is ended locally, stays in Redis until
-// its TTL at most, and Release may be called again.
+// longer held (lost, or already released), and one matching
+// ErrUnknownOutcome when the release was sent but its answer was lost (the
+// lock is deleted or stays until its TTL; nobody else holds it meanwhile;
+// a second Release tells which). It never deletes someone else's lock. On a
+// Redis error the lock is ended locally, stays in Redis until its TTL at
+// most, and Release may be called again.
 //
 // Release frees the lock whatever the state of ctx, so that
 // defer l.Release(ctx) works with a request's ctx that has already ended:

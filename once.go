@@ -281,11 +281,11 @@ func (l *Lock) runOnce(ctx context.Context, fn func(context.Context) error, fini
 
 	if lost := l.Err(); lost != nil {
 		_ = release() // stops the refresher; the key is no longer ours
-		return errors.Join(fnErr, fmt.Errorf("once %q: lock lost while fn ran: %w", l.key, lost))
+		return joinErrors(fnErr, fmt.Errorf("once %q: lock lost while fn ran: %w", l.key, lost))
 	}
 	if fnErr != nil {
 		if err := release(); err != nil {
-			return errors.Join(fnErr, err)
+			return joinErrors(fnErr, err)
 		}
 		return fnErr
 	}

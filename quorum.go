@@ -56,7 +56,8 @@ func (e *NodeError) Unwrap() error { return e.Err }
 // Release that failed that way matches ErrUnknownOutcome: the nodes that
 // did not answer may have released the lock.
 type QuorumError struct {
-	// Op is the operation: "obtain", "refresh", "release" or "ttl".
+	// Op is the operation: "obtain", "refresh", "release", "ttl",
+	// "status" or "once".
 	Op string
 	// Nodes is N, the number of nodes of the Redlock.
 	Nodes int

@@ -38,12 +38,15 @@ var raiseFenceScript = redis.NewScript(raiseFenceSrc)
 // releases the key on every node, including the ones that did not answer,
 // and Obtain retries as the retry strategy says (Redlock randomises each of
 // its delays to between half and all of its value, so that competing
-// clients drift apart; WithBlocking without a strategy polls with a
-// jittered exponential backoff).
+// clients drift apart). With WithBlocking a caller waits for a release
+// announced by any node, as on a Locker, and re-checks only as a fallback
+// (default a jittered 200ms doubling to 2s) or at the holder's expiry.
 //
 // Refresh, auto-refresh and TTL need a quorum of nodes that still hold the
 // lock, within the lock's validity; Done closes no later than ValidUntil
-// when no quorum confirms a refresh. Release goes to every node.
+// when no quorum confirms a refresh; a refresh also takes the key again on
+// a node that lost it, once a quorum confirmed the hold. Release goes to
+// every node that may hold the lock.
 //
 // Errors: an error matching ErrNotObtained means other holders decided the
 // outcome. When nodes failed (timeouts, connection errors, error replies)

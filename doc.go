@@ -138,7 +138,8 @@
 // has no use ("-"), so that one option list can serve several calls, and a
 // Locker and a Redlock alike (see LockService). Defaults of New and
 // NewRedlock are never rejected (except WithToken, which only a call can
-// take): a call leaves out those it cannot use.
+// take, and WithReplicas on a Redlock): a call leaves out those it cannot
+// use.
 //
 //	option           Obtain, Do      Once       OncePerTick, ClaimTick  Lead       Status
 //	WithTTL          yes             yes [1]    yes [2]                 yes        -
@@ -151,19 +152,23 @@
 //	WithDriftFactor  yes             yes        yes                     yes        -
 //	WithNodeTimeout  Redlock only    Redlock    Redlock                 Redlock    Redlock
 //	WithPipelining   New and NewRedlock only; ignored by every call
+//	WithReplicas     Locker only     rejected   Locker only             Locker     -
 //
 // [1] The TTL of the hold while fn runs (refreshed every TTL/3), not the
 // window. [2] The liveness TTL of the claim; the tick stays taken until its
 // window is over in any case. [3] The fallback re-check interval of a
-// candidate. [4] Waits for the outcome of the run in progress. [5] Do and
-// Lead draw a fence, but fn cannot read it: use Obtain to hand Lock.Fence
-// to the resource. [6] Every tick has a key of its own, so its fence would
+// candidate. [4] Waits for the outcome of the run in progress. [5] Do
+// draws a fence, but fn cannot read it: use Obtain to hand Lock.Fence to
+// the resource; Lead's fn reads its term's fence with LeaderLock(ctx). [6] Every tick has a key of its own, so its fence would
 // always be 1; TickClaim.Tick, which grows from tick to tick, plays that
 // role.
 //
 // Once rejects WithToken because it draws a fresh token per run (a shared
 // token would let two callers run at once) and WithFencing because fn gets
-// no Lock to read the fence from. WithNodeTimeout is ignored by a Locker,
+// no Lock to read the fence from, and WithReplicas because its done marker
+// is not acknowledged by replicas. A Redlock rejects WithReplicas, as a
+// default of NewRedlock too: its nodes are independent primaries.
+// WithNodeTimeout is ignored by a Locker,
 // whose calls are bounded by ctx and the client's timeouts, so that the
 // same options work on a Redlock.
 //

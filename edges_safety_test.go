@@ -544,3 +544,42 @@ func TestLostAcquireReplyIsNotContention(t *testing.T) {
 		})
 	})
 }
+
+// TestSecondReleaseAfterUnknownOutcome: after a release of unknown outcome
+// (its reply lost, the key deleted), another holder Y takes the lock and a
+// caller W of the same Locker blocks on it. A second Release must say the
+// first one released the lock (nil): not "taken over" (the plain release
+// finds Y's token) and not "deleted or taken over" (the hand-over to W finds
+// no lock of its own), whichever path it takes.
+func TestSecondReleaseAfterUnknownOutcome(t *testing.T) {
+	release := scriptSrc(t, "release")
+	modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		const key = "second-release"
+		f := redistest.NewFaults(t)
+		x := distlock.New(srv.Client(t, f.Options, func(o *redis.Options) { o.MaxRetries = 3 }), opts...)
+		y := distlock.New(srv.Client(t), opts...)
+		srv.Exec(t, "SCRIPT", "LOAD", release)
+		l, err := x.Obtain(ctx, key, distlock.WithTTL(time.Minute))
+		require.NoError(t, err)
+		dropped := f.DropReply(redistest.And(redistest.Script(release), redistest.HasArg(rlKey(key))))
+		require.ErrorIs(t, l.Release(ctx), distlock.ErrUnknownOutcome)
+		waitClosed(t, dropped.Done(), waitTimeout, "the release ran on the server")
+
+		ly, err := y.Obtain(ctx, key, distlock.WithTTL(time.Minute))
+		require.NoError(t, err)
+		wctx, wcancel := context.WithCancel(ctx)
+		res := obtainBG(wctx, func(ctx context.Context) (*distlock.Lock, error) {
+			return x.Obtain(ctx, key, distlock.WithBlocking())
+		})
+		srv.Exec(t, "PING") // W is most likely parked by now; either path must answer nil
+		assert.NoError(t, l.Release(ctx), "a second Release finds its own release done")
+		assert.Equal(t, ly.Token(), rlGet(t, srv, rlKey(key)), "Y's lock was touched")
+		wcancel()
+		if got := <-res; got.err == nil {
+			_ = got.l.Release(ctx)
+		}
+		require.NoError(t, ly.Release(ctx))
+	})
+}

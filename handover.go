@@ -98,17 +98,14 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 		}
 	}()
 	h := tk.heir
-	fenceFlag := "0"
-	if h.o.fencing {
-		fenceFlag = "1"
-	}
+	fenceFlag := h.o.fenceFlag()
 	token := attemptToken(h.o)
 	start := time.Now()
 	op := nodeOp{script: transferScript, src: transferSrc, keys: []string{l.rkey, fenceKey(l.rkey)}, args: []any{l.token, token, h.o.ttl.Milliseconds(), fenceFlag}}
 	run := lk.conns.get()
 	// Never re-sent: a second run would find the lock handed over and
 	// answer "not held".
-	res, err := runOnce(ctx, run, &op).Int64Slice()
+	res, err := sendOnce(ctx, run, &op).Int64Slice()
 	lk.conns.done()
 	switch {
 	case err != nil:
@@ -123,6 +120,9 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	case len(res) != 2:
 		return fmt.Errorf("distlock: unexpected hand-over reply %v", res)
 	case res[0] == 0:
+		if l.releaseUnsure.Load() && time.Now().Before(l.ValidUntil()) {
+			return nil // an earlier release of unknown outcome deleted it (see releaseFound)
+		}
 		return errGone
 	}
 	if nl = newLock(lk, h.key, l.rkey, token, res[1], h.o, start); nl == nil {

@@ -202,10 +202,7 @@ func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o o
 			return false, 0, 0, err
 		}
 	}
-	fenceFlag := "0"
-	if o.fencing {
-		fenceFlag = "1"
-	}
+	fenceFlag := o.fenceFlag()
 	res, err := acquireScript.Run(ctx, run, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag).Int64Slice()
 	if err != nil {
 		return false, 0, 0, err
@@ -303,7 +300,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	}
 	op := nodeOp{script: releaseScript, src: releaseSrc, keys: []string{l.rkey}, args: []any{l.token}}
 	run := lk.conns.get()
-	n, err := runOnce(ctx, run, &op).Int64()
+	n, err := sendOnce(ctx, run, &op).Int64()
 	lk.conns.done()
 	if err != nil {
 		err = unknownOutcome(err)
@@ -319,25 +316,26 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 }
 
 // releaseFound turns release.lua's answer into Release's error. A lock
-// found gone while it was still valid, after a release of unknown outcome,
-// was deleted by that release.
+// found not held while it was still valid, after a release of unknown
+// outcome, was deleted by that release: gone, or taken since by another
+// holder, who could not have taken it from a valid lock otherwise.
 func (l *Lock) releaseFound(n int64) error {
 	switch {
 	case n == 1 || n == releasedUnannounced:
 		return nil
-	case n < 0:
-		return errTakenOver
 	case l.releaseUnsure.Load() && time.Now().Before(l.ValidUntil()):
 		return nil
+	case n < 0:
+		return errTakenOver
 	}
 	return errVanished
 }
 
-// runOnce runs op's script (EVALSHA, then EVAL on NOSCRIPT) through run, and
+// sendOnce runs op's script (EVALSHA, then EVAL on NOSCRIPT) through run, and
 // never lets go-redis send it a second time after a network error: the
 // first may have run, and a second run would answer for what the first
 // did (a release finding nothing left to release).
-func runOnce(ctx context.Context, run runner, op *nodeOp) *redis.Cmd {
+func sendOnce(ctx context.Context, run runner, op *nodeOp) *redis.Cmd {
 	cmd := op.cmd(ctx, false)
 	if err := run.Process(ctx, onceCmd{cmd}); isNoScript(err) {
 		cmd = op.cmd(ctx, true)
@@ -547,7 +545,8 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 // redis.Options.ContextTimeoutEnabled, otherwise its ReadTimeout and
 // WriteTimeout bound the command). A second Release, or one after the
 // lock's validity ran out, returns an error matching ErrNotHeld at once,
-// without a round trip; after a loss that Redis reported it returns that
+// without a round trip (except after ErrUnknownOutcome, when a second
+// Release asks Redis what became of the first); after a loss that Redis reported it returns that
 // loss, once it has cleaned up what may be left of the lock.
 func (l *Lock) Release(ctx context.Context) error {
 	lost, final := l.knownEnd()

@@ -211,6 +211,7 @@ func (b *redlockBackend) onceAttempt(ctx context.Context, key, rk, token string,
 		return vRefused, nil
 	})
 	if nDone == 0 && res.ok >= r.quorum {
+		b.setMayHold(res.verdicts)
 		if l = newLock(b, key, rk, token, 0, o, start); l != nil {
 			return l, 0, false, nil, false
 		}
@@ -244,13 +245,14 @@ func onceOptions(defaults options, key string, window time.Duration, fn func(con
 	}); err != nil {
 		return options{}, err
 	}
+	// A token, fencing or replica acknowledgement set as a default of New
+	// does not apply to Once (left out before the options are checked).
+	defaults.token, defaults.fencing, defaults.repl = "", false, replication{}
 	o, err := callOptions(defaults, key, opts)
 	if err != nil {
 		return o, err
 	}
-	// A token, fencing or replica acknowledgement set as a default of New
-	// does not apply to Once.
-	o.token, o.fencing, o.autoRefresh, o.repl = "", false, true, replication{}
+	o.autoRefresh = true
 	return o, nil
 }
 

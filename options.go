@@ -68,6 +68,14 @@ func (o options) with(opts []Option) options {
 	return o
 }
 
+// fenceFlag is acquire.lua's and transfer.lua's ARGV: "1" to draw a fence.
+func (o options) fenceFlag() string {
+	if o.fencing {
+		return "1"
+	}
+	return "0"
+}
+
 // driftFor is the clock drift allowance for a lock of the given TTL:
 // TTL×factor + 2ms, as in the Redis distlock spec.
 func (o options) driftFor(ttl time.Duration) time.Duration {

@@ -171,7 +171,7 @@ type nodeOp struct {
 	keys   []string
 	args   []any
 	raw    []any
-	once   bool // never re-sent by go-redis after a network error (see runOnce)
+	once   bool // never re-sent by go-redis after a network error (see sendOnce)
 }
 
 // wrap returns cmd as the Cmder to send.

@@ -103,6 +103,10 @@ func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
 		r.err = errTokenDefault
 		return r
 	}
+	if r.opts.repl != (replication{}) {
+		r.err = errReplicasRedlock
+		return r
+	}
 	r.quorum = len(clients)/2 + 1
 	r.waiters = newWaiters(clients)
 	r.nodes = make([]*rlNode, len(clients))
@@ -218,8 +222,8 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o, err := callOptions(r.opts, key, opts)
-	if err == nil && o.repl.n > 0 {
-		err = invalidf("WithReplicas applies to a Locker: a Redlock's nodes are independent primaries")
+	if err == nil && o.repl != (replication{}) {
+		err = errReplicasRedlock
 	}
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
@@ -313,10 +317,7 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 		op.raw = []any{"set", rk, token, "px", ttlMs, "nx"}
 		op.once = true
 	} else {
-		fenceFlag := "0"
-		if o.fencing {
-			fenceFlag = "1"
-		}
+		fenceFlag := o.fenceFlag()
 		op = nodeOp{script: acquireScript, src: acquireSrc, id: scriptAcquire, keys: []string{rk, fenceKey(rk)}, args: []any{token, ttlMs, fenceFlag}}
 	}
 	fences := make([]int64, n)
@@ -357,14 +358,7 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 			}
 		}
 		if raised {
-			b.mayHold = make([]bool, n)
-			b.excluded = 0
-			for i, v := range res.verdicts {
-				b.mayHold[i] = v != vRefused
-				if v == vRefused {
-					b.excluded++
-				}
-			}
+			b.setMayHold(res.verdicts)
 			if l = newLock(b, key, rk, token, fence, o, start); l != nil {
 				return l, 0, nil, false
 			}
@@ -438,6 +432,20 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 }
 
 func ignoreAnswer(int, *redis.Cmd) (verdict, error) { return vOK, nil }
+
+// setMayHold records which nodes may hold the lock after a successful
+// attempt: all but those that refused it (held by another). Refresh,
+// release and TTL ask only those.
+func (b *redlockBackend) setMayHold(verdicts []verdict) {
+	b.mayHold = make([]bool, len(verdicts))
+	b.excluded = 0
+	for i, v := range verdicts {
+		b.mayHold[i] = v != vRefused
+		if v == vRefused {
+			b.excluded++
+		}
+	}
+}
 
 // countHeld classifies the answers of scripts that act only where the
 // caller's token holds the key: 1 (and the release script's 2: released,

@@ -18,6 +18,10 @@ import (
 // fails with a *ReplicationError; a refresh with fewer does not move
 // ValidUntil.
 
+// errReplicasRedlock is the error of WithReplicas on a Redlock, as a
+// default of NewRedlock or given to a call.
+var errReplicasRedlock = invalidf("WithReplicas applies to a Locker: a Redlock's nodes are independent primaries")
+
 // replication is WithReplicas's setting; n 0 turns it off.
 type replication struct {
 	n       int
@@ -98,7 +102,9 @@ func replicaNode(ctx context.Context, c redis.UniversalClient, rk string) (*redi
 
 // replicated runs script on the node that holds keys[0], followed in the
 // same pipeline (one connection, one round trip) by WAIT r.n r.timeout. It
-// returns the script's reply and how many replicas acknowledged.
+// returns the script's reply and how many replicas acknowledged. When WAIT
+// failed (e.g. NOPERM) it returns the error together with the script's
+// reply, as the script did run.
 func (lk *Locker) replicated(ctx context.Context, r replication, script *redis.Script, keys []string, args ...any) (*redis.Cmd, int, error) {
 	node, err := replicaNode(ctx, lk.conns.client, keys[0])
 	if err != nil {
@@ -126,7 +132,8 @@ func (lk *Locker) replicated(ctx context.Context, r replication, script *redis.S
 		}
 		acked, err := wait.Int64()
 		if err != nil {
-			return nil, 0, fmt.Errorf("wait for replicas: %w", err)
+			// The script ran: the caller still has its reply to act on.
+			return res, 0, fmt.Errorf("wait for replicas: %w", err)
 		}
 		return res, int(acked), nil
 	}
@@ -136,13 +143,10 @@ func (lk *Locker) replicated(ctx context.Context, r replication, script *redis.S
 // WAIT. A lock fewer replicas acknowledged is given back (unless it is a
 // caller's token re-attaching, which may be a live Lock's).
 func (lk *Locker) acquireReplicated(ctx context.Context, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, err error) {
-	fenceFlag := "0"
-	if o.fencing {
-		fenceFlag = "1"
-	}
-	cmd, acked, err := lk.replicated(ctx, o.repl, acquireScript, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag)
-	if err != nil {
-		return false, 0, 0, err
+	fenceFlag := o.fenceFlag()
+	cmd, acked, waitErr := lk.replicated(ctx, o.repl, acquireScript, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag)
+	if cmd == nil {
+		return false, 0, 0, waitErr // the script did not run
 	}
 	res, err := cmd.Int64Slice()
 	if err != nil {
@@ -152,11 +156,19 @@ func (lk *Locker) acquireReplicated(ctx context.Context, rk, token string, o opt
 		return false, 0, 0, fmt.Errorf("distlock: unexpected acquire reply %v", res)
 	}
 	if res[0] != 1 {
+		if waitErr != nil {
+			return false, 0, 0, waitErr
+		}
 		return false, 0, msTTL(res[1]), nil
 	}
-	if acked < o.repl.n {
+	if waitErr != nil || acked < o.repl.n {
+		// The lock was written but not acknowledged: give it back (an
+		// error reply from WAIT says nothing about the script's write).
 		if o.token == "" {
 			lk.abandon(ctx, nil, rk, token)
+		}
+		if waitErr != nil {
+			return false, 0, 0, waitErr
 		}
 		return false, 0, 0, &ReplicationError{Acked: acked, Wanted: o.repl.n}
 	}
@@ -165,9 +177,9 @@ func (lk *Locker) acquireReplicated(ctx context.Context, rk, token string, o opt
 
 // refreshReplicated is refresh with WithReplicas.
 func (lk *Locker) refreshReplicated(ctx context.Context, l *Lock, ttl time.Duration) error {
-	cmd, acked, err := lk.replicated(ctx, l.repl, refreshScript, []string{l.rkey}, l.token, ttl.Milliseconds())
-	if err != nil {
-		return err
+	cmd, acked, waitErr := lk.replicated(ctx, l.repl, refreshScript, []string{l.rkey}, l.token, ttl.Milliseconds())
+	if cmd == nil {
+		return waitErr
 	}
 	n, err := cmd.Int64()
 	switch {
@@ -175,6 +187,8 @@ func (lk *Locker) refreshReplicated(ctx context.Context, l *Lock, ttl time.Durat
 		return err
 	case n == 0:
 		return errGone
+	case waitErr != nil:
+		return waitErr
 	case acked < l.repl.n:
 		return &ReplicationError{Acked: acked, Wanted: l.repl.n}
 	}

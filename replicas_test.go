@@ -3,9 +3,11 @@ package distlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -122,7 +124,27 @@ func TestReplicasInvalid(t *testing.T) {
 	rl := newRL(t, nodes)
 	_, err := rl.Obtain(ctx, "bad", distlock.WithReplicas(1, time.Second))
 	assert.ErrorIs(t, err, distlock.ErrInvalidArgument)
+	// As a default of NewRedlock too, with the reason.
+	_, err = distlock.NewRedlock(rlClients(t, nodes), distlock.WithReplicas(1, time.Second)).Obtain(ctx, "bad")
+	assert.ErrorIs(t, err, distlock.ErrInvalidArgument)
+	assert.Contains(t, fmt.Sprint(err), "WithReplicas")
 	assert.EqualValues(t, 0, srv.Exec(t, "DBSIZE"))
+
+	// A default of New that Once leaves out is not checked against Once's
+	// TTL either.
+	onceLk := distlock.New(srv.Client(t), distlock.WithReplicas(1, 500*time.Millisecond))
+	require.NoError(t, onceLk.Once(ctx, "once", time.Second, func(context.Context) error { return nil },
+		distlock.WithTTL(400*time.Millisecond)))
+
+	// WAIT refused (a user without +wait): the error says so, is not
+	// contention, and the lock the script wrote is given back.
+	srv.Exec(t, "ACL", "SETUSER", "nowait", "on", ">pw", "~*", "&*", "+@all", "-wait")
+	nowait := distlock.New(srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "nowait", "pw" }))
+	_, err = nowait.Obtain(ctx, "nowait", distlock.WithReplicas(1, 100*time.Millisecond))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, distlock.ErrNotObtained)
+	assert.Contains(t, err.Error(), "NOPERM")
+	assert.EqualValues(t, 0, srv.Exec(t, "EXISTS", "distlock:{nowait}"), "the unacknowledged lock was left behind")
 
 	// A Locker on a Redis Cluster sends the script and its WAIT to the
 	// key's master; with no replica there, nothing is acknowledged.

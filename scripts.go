@@ -30,8 +30,9 @@ var (
 	refreshScript  = redis.NewScript(refreshSrc)
 	pttlScript     = redis.NewScript(pttlSrc)
 	transferScript = redis.NewScript(transferSrc)
-	// refreshHealScript is the Redlock's refresh: it also re-takes the key
-	// on a node that lost it.
+	// refreshHealScript is the Redlock's refresh: it also tells a key gone
+	// from the node (which the refresh then takes again with SET NX, once a
+	// quorum confirmed the hold) from one another token holds.
 	refreshHealScript = redis.NewScript(refreshHealSrc)
 )
 

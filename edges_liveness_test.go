@@ -110,25 +110,30 @@ func TestReleaseAfterKnownLossReturnsAtOnce(t *testing.T) {
 // lock's validity, whatever its own ctx said.
 //  1. Obtain with auto-refresh, TTL 6s, through a proxy; the client applies
 //     ctx deadlines to the socket and has 10s socket timeouts.
-//  2. Stall the proxy (a black-holed node) and let the refresh at TTL/3
-//     start: it hangs until the validity's end (about 4s later).
+//  2. The refresh at TTL/3 is held back on its connection (as by a
+//     black-holed node) and hangs until the validity's end (about 4s later).
 //  3. Release with a 200ms ctx returns within releaseBound plus slack.
 func TestReleaseIsBoundedWhileARefreshHangs(t *testing.T) {
+	refresh := scriptSrc(t, "refresh")
 	modes(t, func(t *testing.T, srv *redistest.Server, opts ...distlock.Option) {
-		client, p := proxied(t, srv, true)
+		f := redistest.NewFaults(t)
+		client := srv.Client(t, f.Options, func(o *redis.Options) {
+			o.ReadTimeout, o.WriteTimeout = 10*time.Second, 10*time.Second
+			o.ContextTimeoutEnabled = true
+		})
 		lk := distlock.New(client, opts...)
+		held := f.Hold(redistest.And(redistest.Script(refresh), redistest.HasArg(rlKey("k"))))
 		l, err := lk.Obtain(context.Background(), "k", append(opts, distlock.WithTTL(6*time.Second), distlock.WithAutoRefresh())...)
 		require.NoError(t, err)
-		p.Stall(true)
-		time.Sleep(2300 * time.Millisecond) // the refresh at TTL/3 starts and hangs
+		waitClosed(t, held.Caught(), waitTimeout, "the refresh at TTL/3")
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		start := time.Now()
 		err = l.Release(ctx)
 		took := time.Since(start)
-		assert.Less(t, took, releaseBound+slack, "Release with a refresh hanging on a black-holed node")
+		assert.Less(t, took, releaseBound+slack, "Release with a refresh hanging on its connection")
 		t.Logf("Release took %v: %v", took, err)
-		p.Stall(false)
+		require.NoError(t, held.Release(5*time.Second))
 	})
 }
 

@@ -539,7 +539,9 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 // defer l.Release(ctx) works with a request's ctx that has already ended:
 // it ignores ctx's cancellation and gives itself until ctx's deadline or
 // releaseTimeout (1s) from the call, whichever is later. That bound covers
-// the whole call, including the wait for an auto-refresh in flight; with
+// the whole call, including the wait for an auto-refresh in flight (a
+// hand-over whose waiter left meanwhile adds the release of the waiter's
+// new lock, bounded the same way); with
 // a plain client it holds as far as the client lets it (go-redis applies
 // deadlines to socket reads and writes only with
 // redis.Options.ContextTimeoutEnabled, otherwise its ReadTimeout and

@@ -489,7 +489,10 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 	if err := b.r.holdOutcome("refresh", res, b.excluded); err != nil {
 		return err
 	}
-	if slices.Contains(gone, true) {
+	// No heal once the refresh was called off (Release cancels the
+	// auto-refresher's ctx before it releases): it would put the key back
+	// after the release.
+	if slices.Contains(gone, true) && ctx.Err() == nil {
 		heal := nodeOp{raw: []any{"set", l.rkey, l.token, "px", ttl.Milliseconds(), "nx"}}
 		b.r.fanOut(ctx, timeout, waitAll, gone, &heal, ignoreAnswer)
 	}

@@ -1,12 +1,15 @@
 package redistest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Replicated is a primary and its replicas (plain replication, no
@@ -62,7 +65,8 @@ func StartReplicatedLinked(t testing.TB, n int) *Replicated {
 }
 
 // WaitSync waits until every replica reports Primary as its master with the
-// replication link up, and fails the test after 15s.
+// replication link up and acknowledges the primary's writes (WAIT), and
+// fails the test after 15s.
 func (r *Replicated) WaitSync(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(replicatedTimeout)
@@ -79,6 +83,11 @@ func (r *Replicated) WaitSync(t testing.TB) {
 			}
 		}
 		if err == nil {
+			// The link is up; wait until every replica also acknowledges
+			// (it may still be loading its first sync).
+			err = r.acknowledged()
+		}
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -86,6 +95,35 @@ func (r *Replicated) WaitSync(t testing.TB) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// acknowledged checks that every replica acknowledges a write of the
+// primary within 1s: a key set and deleted again, then WAIT, on one
+// connection (WAIT counts acknowledgements of that connection's writes).
+func (r *Replicated) acknowledged() error {
+	c := redis.NewClient(&redis.Options{
+		Addr:                     r.Primary.Addr(),
+		PoolSize:                 1,
+		DialTimeout:              2 * time.Second,
+		ReadTimeout:              5 * time.Second,
+		WriteTimeout:             5 * time.Second,
+		MaxRetries:               -1,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: disabledMaint(),
+	})
+	defer c.Close()
+	ctx := context.Background()
+	pipe := c.Pipeline()
+	pipe.Set(ctx, "redistest:barrier", "1", 0)
+	pipe.Del(ctx, "redistest:barrier")
+	wait := pipe.Do(ctx, "wait", len(r.Replicas), 1000)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	if n, _ := wait.Int64(); n < int64(len(r.Replicas)) {
+		return fmt.Errorf("%d of %d replicas acknowledged", n, len(r.Replicas))
+	}
+	return nil
 }
 
 // linkUp checks that replica reports its replication link up.

@@ -152,6 +152,8 @@ func (p ctxPipeliner) submit(ctx context.Context, once bool, args ...any) *redis
 	return cmd
 }
 
+// evalArgs is the argument list of an EVAL-family command: name, the
+// script (or its SHA1), the key count, the keys, then args.
 func evalArgs(name, script string, keys []string, args []any) []any {
 	a := make([]any, 0, 3+len(keys)+len(args))
 	a = append(a, name, script, len(keys))

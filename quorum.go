@@ -186,17 +186,10 @@ func (op *nodeOp) cmd(ctx context.Context, eval bool) *redis.Cmd {
 	if op.raw != nil {
 		return redis.NewCmd(ctx, op.raw...)
 	}
-	a := make([]any, 0, 3+len(op.keys)+len(op.args))
 	if eval {
-		a = append(a, "eval", op.src)
-	} else {
-		a = append(a, "evalsha", op.script.Hash())
+		return redis.NewCmd(ctx, evalArgs("eval", op.src, op.keys, op.args)...)
 	}
-	a = append(a, len(op.keys))
-	for _, k := range op.keys {
-		a = append(a, k)
-	}
-	return redis.NewCmd(ctx, append(a, op.args...)...)
+	return redis.NewCmd(ctx, evalArgs("evalsha", op.script.Hash(), op.keys, op.args)...)
 }
 
 func isNoScript(err error) bool {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/distlock/distlock"
 	"github.com/distlock/distlock/internal/redistest"
 )
 
@@ -306,6 +308,13 @@ func TestStatusCommand(t *testing.T) {
 	assert.Contains(t, stdout, "fence:  1 ")
 	require.NoError(t, h.stdin.Close())
 	assert.Equal(t, 0, h.wait(t))
+
+	// A key that Once marked done shows as done, not as held.
+	require.NoError(t, distlock.New(srv.Client(t)).Once(context.Background(), "paid", time.Minute,
+		func(context.Context) error { return nil }))
+	code, stdout, stderr = runDistlock(t, "", nil, "status", "--redis", url, "paid")
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, `(?m)^state:  done \(Once ran it; taken for another (59\.\d+|60)s\)$`, stdout)
 
 	srv.Kill(t)
 	code, _, stderr = runDistlock(t, "", nil, "status", "--redis", url, "report")

@@ -12,8 +12,10 @@ import (
 
 const statusUsage = `Usage: distlock status [flags] KEY
 
-Shows whether the lock KEY is held, how long the current hold still lives
-unless refreshed, and the last fencing token handed out. It only reads: it
+Shows whether the lock KEY is held (or done: marked by the library's Once,
+which will not run the work again until the mark expires), how long the
+current hold still lives unless refreshed, and the last fencing token
+handed out. It only reads: it
 never changes the lock and never shows the holder's token. With several
 --redis URLs (Redlock) it shows each node and whether a majority holds KEY.
 
@@ -27,7 +29,7 @@ when the nodes that answered show that no majority can hold it, and
 unknown otherwise: when the nodes that did not answer could make the
 majority.
 
-Exit status: 0 when the answer was printed, held or free; 3 when the state
+Exit status: 0 when the answer was printed, held, done or free; 3 when the state
 is unknown (some nodes answered, too few to tell); 1 when Redis could not
 answer (a single Redis, or too few Redlock nodes answered to tell
 anything); 2 on a usage error.
@@ -108,6 +110,7 @@ const (
 // lockState is what status found: overall and per node.
 type lockState struct {
 	held   heldState
+	done   bool // the key holds Once's done marker (on any node)
 	ttl    time.Duration
 	fence  int64
 	err    error
@@ -126,6 +129,8 @@ func (s lockState) describe() string {
 		held = "unknown"
 	case s.held == stateFree:
 		held = "free"
+	case s.done:
+		held = fmt.Sprintf("done (Once ran it; taken for another %v)", roundTTL(s.ttl))
 	case s.ttl < 0:
 		held = "held, with no expiry (set by hand?)"
 	default:
@@ -160,15 +165,16 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		if err != nil {
 			return lockState{}, fmt.Errorf("%s: %w", b.nodes[0].name, err)
 		}
-		return lockState{held: stateOf(st.Held), ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
+		return lockState{held: stateOf(st.Held), done: st.Done, ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
 	}
 	all := lockState{quorum: len(b.nodes)/2 + 1}
 	var ttls []time.Duration
 	var errs []string
 	for _, n := range b.nodes {
 		st, err := distlock.New(n.client, distlock.WithPipelining(false)).Status(ctx, key, opts...)
-		ns := lockState{held: stateOf(st.Held), ttl: st.TTL, fence: st.Fence, err: err, name: n.name}
+		ns := lockState{held: stateOf(st.Held), done: st.Done, ttl: st.TTL, fence: st.Fence, err: err, name: n.name}
 		all.nodes = append(all.nodes, ns)
+		all.done = all.done || st.Done
 		if err != nil {
 			errs = append(errs, n.name+": "+err.Error())
 			continue

@@ -139,3 +139,97 @@ func (e *joinedError) Error() string {
 
 // Unwrap returns the joined errors.
 func (e *joinedError) Unwrap() []error { return e.errs }
+
+// ErrNodeTimeout is matched (errors.Is) by the NodeError of a Redlock node
+// that did not answer within the node timeout (WithNodeTimeout). It does
+// not match context.DeadlineExceeded: the caller's ctx did not end.
+var ErrNodeTimeout = errors.New("distlock: node timeout")
+
+// A NodeError is the failure of one node of a Redlock in one operation: a
+// timeout (matching ErrNodeTimeout), a connection error, or a Redis error
+// reply. Err is the cause and is what Unwrap returns.
+type NodeError struct {
+	// Node is the node's index in the clients given to NewRedlock.
+	Node int
+	// Addr is the node's address as its client reports it, or "" when the
+	// client does not tell (e.g. a Sentinel-backed client).
+	Addr string
+	// Err is what went wrong on that node.
+	Err error
+}
+
+func (e *NodeError) Error() string {
+	if e.Addr != "" {
+		return fmt.Sprintf("node %d (%s): %v", e.Node, e.Addr, e.Err)
+	}
+	return fmt.Sprintf("node %d: %v", e.Node, e.Err)
+}
+
+// Unwrap returns the node's error.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// A QuorumError says that a Redlock operation (Obtain, Refresh, Release, TTL)
+// did not reach a quorum of N/2+1 nodes and that failing nodes were part of
+// the reason. It carries one NodeError per failing node; errors.As finds it
+// in the error returned by the operation, and errors.Is sees through it to
+// every node's error (e.g. ErrNodeTimeout).
+//
+// It matches ErrNotObtained (Obtain) or ErrNotHeld (Refresh, Release, TTL)
+// only when the nodes that answered "held by someone else" or "not held"
+// decided the outcome; when the failing nodes alone made the quorum
+// impossible it matches neither, and the operation is not retried. A
+// Release that failed that way matches ErrUnknownOutcome: the nodes that
+// did not answer may have released the lock.
+type QuorumError struct {
+	// Op is the operation: "obtain", "refresh", "release", "ttl",
+	// "status" or "once".
+	Op string
+	// Nodes is N, the number of nodes of the Redlock.
+	Nodes int
+	// Quorum is N/2+1, the number of nodes the operation needed.
+	Quorum int
+	// OK is the number of nodes on which the operation succeeded.
+	OK int
+	// Refused is the number of nodes that answered that someone else holds
+	// the lock (Obtain) or that this holder no longer holds it (Refresh,
+	// Release, TTL). Refresh, Release and TTL ask only the nodes that may
+	// hold the lock: not those where someone else held it when it was
+	// obtained, which never had it and are not counted here.
+	Refused int
+	// Errors has one entry per node that failed, in node order.
+	Errors []*NodeError
+
+	match error // ErrNotObtained, errGone or nil: see the type's doc
+}
+
+func (e *QuorumError) Error() string {
+	var b strings.Builder
+	refused := "no longer held"
+	if e.Op == "obtain" {
+		refused = "held by another"
+	}
+	fmt.Fprintf(&b, "distlock: no quorum: %d of %d nodes ok, %d needed, %d %s, %d failed",
+		e.OK, e.Nodes, e.Quorum, e.Refused, refused, len(e.Errors))
+	for i, ne := range e.Errors {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(ne.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns every node's error, and the sentinel the error stands for
+// when contention or loss decided the outcome (see the type's doc).
+func (e *QuorumError) Unwrap() []error {
+	errs := make([]error, 0, len(e.Errors)+1)
+	if e.match != nil {
+		errs = append(errs, e.match)
+	}
+	for _, ne := range e.Errors {
+		errs = append(errs, ne)
+	}
+	return errs
+}

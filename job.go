@@ -366,7 +366,7 @@ func oncePerTick(ctx context.Context, ob obtainer, now func() time.Time, key str
 	}
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	watch(c.lock, cancel)
+	cancelOnLoss(c.lock, cancel)
 
 	finish := func() error {
 		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
@@ -381,9 +381,9 @@ func oncePerTick(ctx context.Context, ob obtainer, now func() time.Time, key str
 	return true, joinErrors(fnErr, finErr)
 }
 
-// watch makes cancel run, with the loss as its cause, when l is lost; at
+// cancelOnLoss makes cancel run, with the loss as its cause, when l is lost; at
 // once when it is already lost.
-func watch(l *Lock, cancel context.CancelCauseFunc) {
+func cancelOnLoss(l *Lock, cancel context.CancelCauseFunc) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.checkExpiryLocked()

@@ -146,7 +146,7 @@ func lead(ctx context.Context, ob obtainer, key string, fn func(context.Context)
 		failures, lastErr = 0, nil
 
 		fctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaderLockKey{}, l))
-		watch(l, cancel)
+		cancelOnLoss(l, cancel)
 		disarm := stopBeforeExpiry(l, margin, cancel)
 		release := func() error {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)

@@ -393,7 +393,7 @@ type Lock struct {
 	ttl    time.Duration
 	drift  float64
 	repl   replication // WithReplicas: acknowledged refreshes
-	onLost func(error) // set by guard; called once on loss
+	onLost func(error) // set by cancelOnLoss; called once on loss
 
 	// releaseUnsure is set by the backend when a release of unknown
 	// outcome was sent: a later release that finds the lock gone while it
@@ -819,7 +819,7 @@ const guardReleaseTimeout = 5 * time.Second
 func (l *Lock) guard(ctx context.Context, fn func(context.Context) error) error {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	watch(l, cancel)
+	cancelOnLoss(l, cancel)
 
 	release := func() error {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)

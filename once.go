@@ -272,7 +272,7 @@ func onceObtainErr(key string, err error) error {
 func (l *Lock) runOnce(ctx context.Context, fn func(context.Context) error, finish func(context.Context) error) error {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	watch(l, cancel)
+	cancelOnLoss(l, cancel)
 	bg := context.WithoutCancel(ctx)
 	release := func() error {
 		rctx, rcancel := context.WithTimeout(bg, guardReleaseTimeout)

@@ -68,13 +68,10 @@ type promotionCounts struct {
 	granted, refused, twice, fenceNotAbove int
 }
 
-// trial obtains key on rs's primary with opts, promotes Replicas[0] at once
-// and takes the lock on the new primary: at once if the lock did not make
-// it across, else once it expired there.
-func (c *promotionCounts) trial(t *testing.T, rs *redistest.Replicated, key string, ttl time.Duration, acked bool, opts []distlock.Option) {
+// countFirst counts the outcome of the first holder's Obtain: granted, or
+// (with WithReplicas) refused for want of acknowledgement.
+func (c *promotionCounts) countFirst(t *testing.T, key string, acked bool, err error) {
 	t.Helper()
-	ctx := context.Background()
-	old, err := distlock.New(rs.Primary.Client(t)).Obtain(ctx, key, opts...)
 	switch {
 	case err == nil:
 		c.granted++
@@ -83,21 +80,33 @@ func (c *promotionCounts) trial(t *testing.T, rs *redistest.Replicated, key stri
 	default:
 		t.Fatalf("%s: obtain: %v", key, err)
 	}
-	rs.Promote(t, 0)
+}
 
-	b := distlock.New(rs.Primary.Client(t))
+// countNext takes the lock with b after the failover: at once if the old
+// lock (old, nil when refused) did not make it across, which counts as
+// granted twice; else once the old lock is gone (released first with
+// releaseOld, otherwise expired). It counts a first new holder whose fence
+// is not above the old holder's.
+func (c *promotionCounts) countNext(t *testing.T, b *distlock.Locker, key string, ttl time.Duration, old *distlock.Lock, releaseOld bool) {
+	t.Helper()
+	ctx := context.Background()
 	next, err := b.Obtain(ctx, key, distlock.WithTTL(ttl), distlock.WithFencing())
 	switch {
 	case err == nil:
 		if old != nil {
 			if !time.Now().Before(old.ValidUntil()) {
-				t.Fatalf("%s: the old lock's validity ran out before the promotion ended: make the TTL longer", key)
+				t.Fatalf("%s: the old lock's validity ran out during the failover: make the TTL longer", key)
 			}
 			c.twice++
 		}
 	case !errors.Is(err, distlock.ErrNotObtained):
 		t.Fatalf("%s: second client: %v", key, err)
 	case old != nil:
+		if releaseOld {
+			if err := old.Release(ctx); err != nil {
+				t.Fatalf("%s: release on the new master: %v", key, err)
+			}
+		}
 		wctx, cancel := context.WithTimeout(ctx, 3*ttl)
 		next, err = b.Obtain(wctx, key, distlock.WithTTL(ttl), distlock.WithFencing(), distlock.WithBlocking())
 		cancel()
@@ -111,6 +120,19 @@ func (c *promotionCounts) trial(t *testing.T, rs *redistest.Replicated, key stri
 	if next != nil {
 		_ = next.Release(ctx)
 	}
+}
+
+// trial obtains key on rs's primary with opts, promotes Replicas[0] at once
+// and takes the lock on the new primary: at once if the lock did not make
+// it across, else once it expired there.
+func (c *promotionCounts) trial(t *testing.T, rs *redistest.Replicated, key string, ttl time.Duration, acked bool, opts []distlock.Option) {
+	t.Helper()
+	ctx := context.Background()
+	old, err := distlock.New(rs.Primary.Client(t)).Obtain(ctx, key, opts...)
+	c.countFirst(t, key, acked, err)
+	rs.Promote(t, 0)
+
+	c.countNext(t, distlock.New(rs.Primary.Client(t)), key, ttl, old, false)
 }
 
 // TestClusterFailoverTrials: a 3-master Redis Cluster with one replica per
@@ -154,14 +176,7 @@ func (c *promotionCounts) clusterTrial(t *testing.T, cl *redistest.Cluster, key 
 	ctx := context.Background()
 	cc := cl.Client(t)
 	old, err := distlock.New(cc).Obtain(ctx, key, opts...)
-	switch {
-	case err == nil:
-		c.granted++
-	case acked && errors.Is(err, distlock.ErrNotReplicated):
-		c.refused++
-	default:
-		t.Fatalf("%s: obtain: %v", key, err)
-	}
+	c.countFirst(t, key, acked, err)
 	node, err := cc.MasterForKey(ctx, "distlock:{"+key+"}")
 	if err != nil {
 		t.Fatal(err)
@@ -177,34 +192,7 @@ func (c *promotionCounts) clusterTrial(t *testing.T, cl *redistest.Cluster, key 
 	}
 	cl.Failover(t, idx, false)
 
-	b := distlock.New(cl.Client(t))
-	next, err := b.Obtain(ctx, key, distlock.WithTTL(ttl), distlock.WithFencing())
-	switch {
-	case err == nil:
-		if old != nil {
-			if !time.Now().Before(old.ValidUntil()) {
-				t.Fatalf("%s: the old lock's validity ran out during the failover: make the TTL longer", key)
-			}
-			c.twice++
-		}
-	case !errors.Is(err, distlock.ErrNotObtained):
-		t.Fatalf("%s: second client: %v", key, err)
-	case old != nil:
-		// The old holder's client follows the slot to the new master.
-		if err := old.Release(ctx); err != nil {
-			t.Fatalf("%s: release on the new master: %v", key, err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 3*ttl)
-		next, err = b.Obtain(wctx, key, distlock.WithTTL(ttl), distlock.WithFencing(), distlock.WithBlocking())
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: next holder: %v", key, err)
-		}
-	}
-	if old != nil && next.Fence() <= old.Fence() {
-		c.fenceNotAbove++
-	}
-	if next != nil {
-		_ = next.Release(ctx)
-	}
+	// The old holder's client follows the slot to the new master, so it
+	// can release there before the next holder waits.
+	c.countNext(t, distlock.New(cl.Client(t)), key, ttl, old, true)
 }

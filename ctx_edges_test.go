@@ -26,12 +26,7 @@ func TestOnceReturnsByCtx(t *testing.T) {
 				waiter := distlock.New(client, opts...)
 				h, err := distlock.New(srv.Client(t)).Obtain(context.Background(), "once-ctx", distlock.WithTTL(time.Minute))
 				require.NoError(t, err)
-				switch fault {
-				case "slow":
-					p.SetLatency(300 * time.Millisecond)
-				case "black-holed":
-					p.Stall(true)
-				}
+				degrade(p, fault, 300*time.Millisecond)
 				ctx, cancel := context.WithTimeout(context.Background(), deadline)
 				defer cancel()
 				var ran atomic.Bool
@@ -65,12 +60,7 @@ func TestReplicasObtainReturnsByCtx(t *testing.T) {
 			rs := redistest.StartReplicated(t, 1)
 			client, p := proxied(t, rs.Primary, true)
 			lk := distlock.New(client)
-			switch fault {
-			case "slow":
-				p.SetLatency(400 * time.Millisecond) // a round trip outlasts the ctx
-			case "black-holed":
-				p.Stall(true)
-			}
+			degrade(p, fault, 400*time.Millisecond) // a round trip outlasts the ctx
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
 			start := time.Now()

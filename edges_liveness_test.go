@@ -44,6 +44,17 @@ func proxied(t *testing.T, srv *redistest.Server, ctxTimeouts bool) (*redis.Clie
 	return c, p
 }
 
+// degrade makes the node behind p "slow" (latency each way) or
+// "black-holed" (nothing passes); any other fault leaves p alone.
+func degrade(p *redistest.Proxy, fault string, latency time.Duration) {
+	switch fault {
+	case "slow":
+		p.SetLatency(latency)
+	case "black-holed":
+		p.Stall(true)
+	}
+}
+
 // TestReleaseWithEndedCtxFreesTheLock: defer l.Release(ctx) with a request
 // ctx that ended (a client disconnect) must still free the lock, not keep
 // it for its whole TTL.
@@ -550,12 +561,7 @@ func TestBlockedObtainReturnsByCtx(t *testing.T) {
 				holder := distlock.New(srv.Client(t))
 				h, err := holder.Obtain(context.Background(), "k", distlock.WithTTL(time.Minute))
 				require.NoError(t, err)
-				switch fault {
-				case "slow":
-					p.SetLatency(300 * time.Millisecond)
-				case "black-holed":
-					p.Stall(true)
-				}
+				degrade(p, fault, 300*time.Millisecond)
 				ctx, cancel := context.WithTimeout(context.Background(), deadline)
 				defer cancel()
 				start := time.Now()

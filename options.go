@@ -45,6 +45,7 @@ type options struct {
 	nodeTimeout time.Duration
 	pipelining  bool
 	repl        replication
+	observer    Observer // nil: none
 }
 
 func defaultOptions() options {

@@ -126,7 +126,9 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	// so that a blocked caller never sleeps past the holder's expiry.
 	plain := !o.fencing && o.token == "" && !o.blocking
 	var notReplicated error // the last attempt's, while retries are left
+	co := newObtainObs(o, key, false)
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
+		co.attempt()
 		// A fresh token per attempt: the clean-up of a failed attempt
 		// (which may land late) can then never delete what a later
 		// attempt took, as it would if that attempt re-took the key
@@ -150,6 +152,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 			return nil, 0, err
 		}
 		if !ok {
+			co.contended()
 			return nil, holderTTL, nil
 		}
 		l := newLock(lk, key, rk, token, fence, o, start)
@@ -166,9 +169,9 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	l, err := obtainWaiting(ctx, key, rk, o, lk.waiters, try, &heir{ctx: ctx, key: key, o: o})
 	if err != nil && notReplicated != nil && ctx.Err() == nil {
 		// The last attempt failed for want of replicas, not contention.
-		return nil, fmt.Errorf("obtain %q: %w", key, notReplicated)
+		return co.done(nil, fmt.Errorf("obtain %q: %w", key, notReplicated))
 	}
-	return l, err
+	return co.done(l, err)
 }
 
 // attemptToken returns the token of one attempt to take a lock: the
@@ -394,6 +397,7 @@ type Lock struct {
 	drift  float64
 	repl   replication // WithReplicas: acknowledged refreshes
 	onLost func(error) // set by cancelOnLoss; called once on loss
+	ob     *lockObs    // its observer and what was reported (observer.go); nil: none
 
 	// releaseUnsure is set by the backend when a release of unknown
 	// outcome was sent: a later release that finds the lock gone while it
@@ -422,7 +426,7 @@ func newLock(b backend, key, rkey, token string, fence int64, o options, start t
 	if !time.Now().Before(until) {
 		return nil
 	}
-	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, repl: o.repl, validUntil: until}
+	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, repl: o.repl, validUntil: until, ob: newLockObs(o)}
 	if o.autoRefresh {
 		l.mu.Lock()
 		l.makeDoneLocked()
@@ -506,6 +510,7 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 		} else {
 			l.mu.Lock()
 			l.refreshErr = err
+			l.reportRefreshFailedLocked(err)
 			l.mu.Unlock()
 		}
 		return fmt.Errorf("refresh %q: %w", l.key, err)
@@ -513,6 +518,7 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	l.mu.Lock()
 	l.refreshErr = nil
 	if !l.ended {
+		l.reportRefreshLocked(ttl - o.driftFor(ttl))
 		l.validUntil = start.Add(ttl - o.driftFor(ttl))
 		if l.timer != nil {
 			// A shorter TTL moves the end earlier than the timer is set
@@ -558,6 +564,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	ctx, cancel := releaseContext(ctx)
 	defer cancel()
+	l.beginRelease()
 	if l.stopRefresh != nil {
 		// Stop the refresher first, but do not wait for a refresh in
 		// flight before releasing: whichever of the two Redis runs
@@ -582,6 +589,7 @@ func (l *Lock) Release(ctx context.Context) error {
 		l.err = err
 	}
 	l.endLocked()
+	l.reportReleaseLocked(err)
 	if lost != nil {
 		// Redis said the lock was gone: the release above only cleaned
 		// up (a Redlock's minority of nodes that still had the key).
@@ -741,6 +749,7 @@ func (l *Lock) endLocked() {
 	if l.onLost != nil && l.err != nil {
 		l.onLost(l.err)
 	}
+	l.reportLossLocked()
 }
 
 // stopRefresher stops the auto-refresh goroutine, if any, and waits for it

@@ -102,6 +102,14 @@ func (b *bench) markdown() string {
 			w("U1R, %d goroutine(s):\n\n%s\n", g, t)
 		}
 	}
+	w("**U1O** — the cost of observing: U1's uncontended cycle at %d goroutines, %d repeats, distlock plain against distlock with `WithObserver` of the "+
+		"contrib/otel Observer, recording into the OpenTelemetry SDK as an application would set it up, minus the network. As `distlockotel.New` makes it by default, "+
+		"it records metrics (five measurements per cycle) through a MeterProvider whose reader collects once, at the end, to check that every cycle was recorded; "+
+		"with every span, it also makes two spans per cycle through a TracerProvider that samples every span and hands it to a batch span processor whose exporter drops it. "+
+		"The ratio is with ÷ without.\n\n", u1oGoroutines, b.u1oReps())
+	if t := b.detailTable(fmt.Sprintf("U1O/%d", u1oGoroutines), []string{"rate"}, []string{"cycles/s"}, []string{"rate"}); t != "" {
+		w("%s\n", t)
+	}
 	w("**S1** — %d locks obtained with `WithAutoRefresh()` and TTL %v on one node, held for %v (one run). "+
 		"A lock counts as lost when its Done closed during the hold, when its key no longer held its token at the end, or when Release answered ErrNotHeld. "+
 		"Refresh commands/s are the commands the client sent during the hold. Client CPU is getrusage(RUSAGE_SELF) user+system over the hold; Redis CPU from INFO cpu.\n\n",
@@ -113,7 +121,7 @@ func (b *bench) markdown() string {
 	}
 	w("## How to reproduce\n\n")
 	w("Needs Go, `redis-server` and `redis-benchmark` on PATH (or `REDIS_SERVER` set to the server binary).\n\n")
-	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, U1R, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
+	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, U1R, U1O, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
 	return sb.String()
 }
 

@@ -126,6 +126,15 @@ func (b *bench) rows() []row {
 			ours: s.med(subjOursReplicas, "rate"), peer: subjOursOnReplicated, peerV: s.med(subjOursOnReplicated, "rate"),
 			unit: "rate", ratio: true})
 	}
+	if s := b.sets[fmt.Sprintf("U1O/%d", u1oGoroutines)]; s != nil {
+		rows = append(rows,
+			row{id: "U1O", metric: fmt.Sprintf("cycles/s, %d goroutines, with the OpenTelemetry observer (metrics, its default)", u1oGoroutines),
+				ours: s.med(subjOursOtel, "rate"), peer: subjOurs, peerV: s.med(subjOurs, "rate"),
+				unit: "rate", ratio: true, target: "≥ 0.85× without", check: ratioAtLeast(0.85)},
+			row{id: "U1O", metric: fmt.Sprintf("cycles/s, %d goroutines, with the OpenTelemetry observer, metrics and every span sampled", u1oGoroutines),
+				ours: s.med(subjOursOtelAll, "rate"), peer: subjOurs, peerV: s.med(subjOurs, "rate"),
+				unit: "rate", ratio: true})
+	}
 	if s := b.sets["A1"]; s != nil {
 		rows = append(rows,
 			row{id: "A1", metric: "allocs per cycle", ours: s.med(subjOurs, "allocs"), peer: subjRedislock,

@@ -28,30 +28,86 @@ const (
 	attrErrorType     = attribute.Key("error.type")
 )
 
-// Values of the outcome attributes.
+// A code is the value of an outcome, end, cause or error.type attribute:
+// a small number, so that the key of an attribute set hashes fast.
+type code uint8
+
+// The codes, and their names (codeNames) as the attributes show them.
 const (
-	outcomeObtained    = "obtained"
-	outcomeContended   = "contended"
-	outcomeNotObtained = "not_obtained"
-	outcomeError       = "error"
+	cNone code = iota
 
-	endReleased      = "released"
-	endReleaseFailed = "release_failed"
-	endLost          = "lost"
-	endHandedOver    = "handed_over"
+	outcomeObtained
+	outcomeContended
+	outcomeNotObtained
+	outcomeError
 
-	refreshOK     = "ok"
-	refreshLate   = "late"
-	refreshFailed = "failed"
+	endReleased
+	endReleaseFailed
+	endLost
+	endHandedOver
+
+	refreshOK
+	refreshLate
+	refreshFailed
+
+	errInvalidArgument
+	errQuorum
+	errUnknownOutcome
+	errNotReplicated
+	errNotHeld
+	errNodeTimeout
+	errDeadlineExceeded
+	errCanceled
+	errRedis
+	errTimeout
+	errNetwork
+	errOther
+
+	causeUnknown
+
+	codeCount
 )
+
+var codeNames = [codeCount]string{
+	outcomeObtained:    "obtained",
+	outcomeContended:   "contended",
+	outcomeNotObtained: "not_obtained",
+	outcomeError:       "error",
+
+	endReleased:      "released",
+	endReleaseFailed: "release_failed",
+	endLost:          "lost",
+	endHandedOver:    "handed_over",
+
+	refreshOK:     "ok",
+	refreshLate:   "late",
+	refreshFailed: "failed",
+
+	errInvalidArgument:  "invalid_argument",
+	errQuorum:           "quorum",
+	errUnknownOutcome:   "unknown_outcome",
+	errNotReplicated:    "not_replicated",
+	errNotHeld:          "not_held",
+	errNodeTimeout:      "node_timeout",
+	errDeadlineExceeded: "deadline_exceeded",
+	errCanceled:         "canceled",
+	errRedis:            "redis",
+	errTimeout:          "timeout",
+	errNetwork:          "network",
+	errOther:            "_OTHER",
+
+	causeUnknown: "unknown",
+}
+
+func (c code) String() string { return codeNames[c] }
 
 // errorType is the value of error.type for err: a short, fixed name for
 // the class of the error, or "_OTHER" (the semantic conventions' fallback)
-// for an error none of the classes below matches; "" for nil. The order
+// for an error none of the classes below matches; cNone for nil. The order
 // matters where one error matches several: a Redlock's QuorumError is
 // "quorum" whatever its nodes' errors were, and a release of unknown
 // outcome is "unknown_outcome" whatever the timeout behind it.
-func errorType(err error) string {
+func errorType(err error) code {
 	var (
 		qe   *distlock.QuorumError
 		rerr redis.Error
@@ -59,31 +115,31 @@ func errorType(err error) string {
 	)
 	switch {
 	case err == nil:
-		return ""
+		return cNone
 	case errors.Is(err, distlock.ErrInvalidArgument):
-		return "invalid_argument"
+		return errInvalidArgument
 	case errors.As(err, &qe):
-		return "quorum"
+		return errQuorum
 	case errors.Is(err, distlock.ErrUnknownOutcome):
-		return "unknown_outcome"
+		return errUnknownOutcome
 	case errors.Is(err, distlock.ErrNotReplicated):
-		return "not_replicated"
+		return errNotReplicated
 	case errors.Is(err, distlock.ErrNotHeld):
-		return "not_held"
+		return errNotHeld
 	case errors.Is(err, distlock.ErrNodeTimeout):
-		return "node_timeout"
+		return errNodeTimeout
 	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
+		return errDeadlineExceeded
 	case errors.Is(err, context.Canceled):
-		return "canceled"
+		return errCanceled
 	case errors.As(err, &rerr):
-		return "redis"
+		return errRedis
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
-		return "timeout"
+		return errTimeout
 	case errors.As(err, &nerr):
-		return "network"
+		return errNetwork
 	}
-	return "_OTHER"
+	return errOther
 }
 
 // lossCauses maps the errors a lost lock reports to the values of
@@ -93,16 +149,16 @@ func errorType(err error) string {
 // reason it exports is one line here.
 var lossCauses = []struct {
 	err   error
-	cause string
+	cause code
 }{}
 
 // lossCause is the value of distlock.loss.cause for the error of a lost
 // lock: see lossCauses.
-func lossCause(err error) string {
+func lossCause(err error) code {
 	for _, c := range lossCauses {
 		if errors.Is(err, c.err) {
 			return c.cause
 		}
 	}
-	return "unknown"
+	return causeUnknown
 }

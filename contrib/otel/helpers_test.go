@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 // recorder.
 type rig struct {
 	obs    *distlockotel.Observer
+	mp     *sdkmetric.MeterProvider
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
 }
@@ -52,7 +53,7 @@ func newRig(t *testing.T, opts ...distlockotel.Option) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{obs: obs, reader: reader, spans: spans}
+	return &rig{obs: obs, mp: mp, reader: reader, spans: spans}
 }
 
 // metrics collects what the reader holds now.

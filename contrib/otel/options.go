@@ -12,7 +12,7 @@ type Option interface {
 
 type config struct {
 	mp      metric.MeterProvider // nil: otel.GetMeterProvider()
-	tp      trace.TracerProvider // nil: otel.GetTracerProvider()
+	tp      trace.TracerProvider // nil: no spans
 	keyAttr func(string) string  // nil: no key on metrics, the key on spans
 }
 
@@ -28,11 +28,12 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.mp = mp })
 }
 
-// WithTracerProvider makes the spans through tp. Default: the global
-// TracerProvider (otel.GetTracerProvider) as it is when New is called,
-// which makes no spans until the application sets one. Pass
-// go.opentelemetry.io/otel/trace/noop.NewTracerProvider() for metrics
-// without spans. A nil tp keeps the default.
+// WithTracerProvider makes spans through tp (see Spans in the package
+// doc); otel.GetTracerProvider() is the global one. Default: no spans,
+// because an Event carries no context: the spans cannot join the caller's
+// trace, and each lock would start two traces of its own, which a sampler
+// that keeps every root span (the SDK's default) keeps at a cost. A nil tp
+// makes no spans.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) { c.tp = tp })
 }

@@ -1,9 +1,12 @@
 // Package distlockotel records OpenTelemetry metrics and spans of distlock
 // locks: an Observer for distlock.WithObserver.
 //
-//	obs, err := distlockotel.New() // the global MeterProvider and TracerProvider
+//	obs, err := distlockotel.New() // metrics through the global MeterProvider
 //	if err != nil { … }
 //	lk := distlock.New(redisClient, distlock.WithObserver(obs))
+//
+// Metrics cost a few hundred nanoseconds per event and allocate nothing
+// (without WithKeyAttribute); see the U1O row of the benchmark.
 //
 // # Metrics
 //
@@ -34,10 +37,11 @@
 //
 // # Spans
 //
-// An Observer is told of outcomes, not of the start and end of calls, and
-// an Event carries no context: so the spans are made afterwards, from the
-// durations the events carry, and are roots of traces of their own (they
-// cannot be children of the caller's span).
+// With WithTracerProvider the Observer also makes spans. An Observer is told
+// of outcomes, not of the start and end of calls, and an Event carries no
+// context: so the spans are made afterwards, from the durations the events
+// carry, and are roots of traces of their own (they cannot be children of
+// the caller's span). That is why they are off by default.
 //
 //   - distlock.obtain: one per Obtain (Do, Once, …) call that ends, from
 //     the call's start (now − Event.Wait) to the lock or to giving up, with
@@ -57,7 +61,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -100,27 +104,31 @@ var (
 
 // Observer is a distlock.Observer that records OpenTelemetry metrics and
 // spans (see the package doc). Make one with New; it is safe for concurrent
-// use, and one Observer may serve any number of Lockers and Redlocks.
+// use, and one Observer may serve any number of Lockers and Redlocks. It
+// stays registered with its MeterProvider (whose collections read its
+// counts) for as long as the provider lives: make one per process, not one
+// per Locker.
+//
+// The counters and the up-down counter are asynchronous instruments: an
+// event adds to a count the Observer keeps (one atomic add), and each
+// collection reads the counts. The histograms are recorded as events come.
 type Observer struct {
 	keyAttr func(string) string
-	tracer  trace.Tracer
+	tracer  trace.Tracer // nil: no spans
 
 	obtainDuration metric.Float64Histogram
-	attempts       metric.Int64Counter
-	held           metric.Int64UpDownCounter
 	holdDuration   metric.Float64Histogram
-	refreshes      metric.Int64Counter
-	losses         metric.Int64Counter
-	nodeAttempts   metric.Int64Counter
+	counters       [instCount]metric.Int64Observable // by inst; nil for the histograms
 
-	sets sync.Map // setKey → *measurement, the attribute sets without a key
+	sets setCache
 }
 
 var _ distlock.Observer = (*Observer)(nil)
 
-// New returns an Observer that records through the providers the options
-// name (default: the global ones). It fails only when the MeterProvider
-// refuses to make an instrument.
+// New returns an Observer that records metrics through the MeterProvider
+// WithMeterProvider names (default: the global one) and, with
+// WithTracerProvider, spans. It fails only when the MeterProvider refuses
+// to make an instrument or to register the callback that reads the counts.
 func New(opts ...Option) (*Observer, error) {
 	var c config
 	for _, opt := range opts {
@@ -131,11 +139,11 @@ func New(opts ...Option) (*Observer, error) {
 	if c.mp == nil {
 		c.mp = otel.GetMeterProvider()
 	}
-	if c.tp == nil {
-		c.tp = otel.GetTracerProvider()
-	}
 	m := c.mp.Meter(ScopeName)
-	o := &Observer{keyAttr: c.keyAttr, tracer: c.tp.Tracer(ScopeName)}
+	o := &Observer{keyAttr: c.keyAttr}
+	if c.tp != nil {
+		o.tracer = c.tp.Tracer(ScopeName)
+	}
 	var errs []error
 	check := func(err error) {
 		if err != nil {
@@ -147,35 +155,52 @@ func New(opts ...Option) (*Observer, error) {
 		metric.WithDescription("Duration of lock obtain calls, from the call's start to the lock or to giving up."),
 		metric.WithExplicitBucketBoundaries(obtainBuckets...))
 	check(err)
-	o.attempts, err = m.Int64Counter(metricAttempts, metric.WithUnit("{attempt}"),
-		metric.WithDescription("Lock obtain attempts, by outcome."))
-	check(err)
-	o.held, err = m.Int64UpDownCounter(metricHeld, metric.WithUnit("{lock}"),
-		metric.WithDescription("Locks held now."))
-	check(err)
 	o.holdDuration, err = m.Float64Histogram(metricHoldDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time locks were held, from obtained to released, lost or handed over."),
 		metric.WithExplicitBucketBoundaries(holdBuckets...))
 	check(err)
-	o.refreshes, err = m.Int64Counter(metricRefreshes, metric.WithUnit("{refresh}"),
-		metric.WithDescription("Lock refreshes, by outcome."))
+	counter := func(inst uint8, name, unit, desc string) {
+		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		check(err)
+		o.counters[inst] = c
+	}
+	counter(instAttempts, metricAttempts, "{attempt}", "Lock obtain attempts, by outcome.")
+	counter(instRefreshes, metricRefreshes, "{refresh}", "Lock refreshes, by outcome.")
+	counter(instLosses, metricLosses, "{loss}", "Locks lost before their release, by cause.")
+	counter(instNodeAttempts, metricNodeAttempts, "{attempt}", "Redlock obtain attempts on each node, by outcome.")
+	held, err := m.Int64ObservableUpDownCounter(metricHeld, metric.WithUnit("{lock}"), metric.WithDescription("Locks held now."))
 	check(err)
-	o.losses, err = m.Int64Counter(metricLosses, metric.WithUnit("{loss}"),
-		metric.WithDescription("Locks lost before their release, by cause."))
-	check(err)
-	o.nodeAttempts, err = m.Int64Counter(metricNodeAttempts, metric.WithUnit("{attempt}"),
-		metric.WithDescription("Redlock obtain attempts on each node, by outcome."))
-	check(err)
+	o.counters[instHeld] = held
+	if len(errs) == 0 {
+		var observables []metric.Observable
+		for _, c := range o.counters {
+			if c != nil {
+				observables = append(observables, c)
+			}
+		}
+		_, err = m.RegisterCallback(o.observeCounts, observables...)
+		check(err)
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("distlockotel: %w", errors.Join(errs...))
 	}
 	return o, nil
 }
 
-// Observe records e. It never blocks beyond what the SDK's Add, Record and
-// span End do (none of which waits for an export).
+// observeCounts reports every count the Observer keeps; the MeterProvider
+// calls it at each collection.
+func (o *Observer) observeCounts(_ context.Context, obs metric.Observer) error {
+	for k, m := range o.sets.all() {
+		if c := o.counters[k.inst]; c != nil {
+			obs.ObserveInt64(c, m.n.Load(), m.obs...)
+		}
+	}
+	return nil
+}
+
+// Observe records e. It never blocks beyond what the SDK's histogram
+// Record and span End do (neither waits for an export).
 func (o *Observer) Observe(e distlock.Event) {
-	ctx := context.Background()
 	// key is distlock.lock.key on metrics ("": none), spanKey on spans.
 	key, spanKey := "", e.Key
 	if o.keyAttr != nil {
@@ -184,95 +209,112 @@ func (o *Observer) Observe(e distlock.Event) {
 	}
 	switch e.Kind {
 	case distlock.EventObtained:
-		o.attempts.Add(ctx, 1, o.set(setKey{inst: instAttempts, redlock: e.Redlock, value: outcomeObtained}, key).add...)
-		o.obtainDuration.Record(ctx, e.Wait.Seconds(), o.set(setKey{inst: instObtain, redlock: e.Redlock, value: outcomeObtained}, key).rec...)
-		o.held.Add(ctx, 1, o.set(setKey{inst: instHeld, redlock: e.Redlock}, key).add...)
-		o.obtainSpan(e, spanKey, outcomeObtained, "")
+		o.set(setKey{inst: instAttempts, redlock: e.Redlock, value: outcomeObtained, key: key}).n.Add(1)
+		o.record(o.obtainDuration, setKey{inst: instObtain, redlock: e.Redlock, value: outcomeObtained, key: key}, e.Wait)
+		o.set(setKey{inst: instHeld, redlock: e.Redlock, key: key}).n.Add(1)
+		o.obtainSpan(e, spanKey, outcomeObtained, cNone)
 	case distlock.EventContended:
-		o.attempts.Add(ctx, 1, o.set(setKey{inst: instAttempts, redlock: e.Redlock, value: outcomeContended}, key).add...)
+		o.set(setKey{inst: instAttempts, redlock: e.Redlock, value: outcomeContended, key: key}).n.Add(1)
 	case distlock.EventNotObtained:
 		if errors.Is(e.Err, distlock.ErrNotObtained) {
 			// The key stayed held (or ctx ended while it was): every
 			// attempt was counted when it found the key held.
-			o.obtainDuration.Record(ctx, e.Wait.Seconds(), o.set(setKey{inst: instObtain, redlock: e.Redlock, value: outcomeNotObtained}, key).rec...)
-			o.obtainSpan(e, spanKey, outcomeNotObtained, "")
+			o.record(o.obtainDuration, setKey{inst: instObtain, redlock: e.Redlock, value: outcomeNotObtained, key: key}, e.Wait)
+			o.obtainSpan(e, spanKey, outcomeNotObtained, cNone)
 			return
 		}
 		et := errorType(e.Err)
 		if e.Attempts > 0 {
 			// The last attempt failed with the error; a call refused
 			// before any attempt (bad input) made none.
-			o.attempts.Add(ctx, 1, o.set(setKey{inst: instAttempts, redlock: e.Redlock, value: outcomeError, detail: et}, key).add...)
+			o.set(setKey{inst: instAttempts, redlock: e.Redlock, value: outcomeError, detail: et, key: key}).n.Add(1)
 		}
-		o.obtainDuration.Record(ctx, e.Wait.Seconds(), o.set(setKey{inst: instObtain, redlock: e.Redlock, value: outcomeError, detail: et}, key).rec...)
+		o.record(o.obtainDuration, setKey{inst: instObtain, redlock: e.Redlock, value: outcomeError, detail: et, key: key}, e.Wait)
 		o.obtainSpan(e, spanKey, outcomeError, et)
 	case distlock.EventRefreshed:
 		v := refreshOK
 		if e.Late {
 			v = refreshLate
 		}
-		o.refreshes.Add(ctx, 1, o.set(setKey{inst: instRefreshes, redlock: e.Redlock, value: v}, key).add...)
+		o.set(setKey{inst: instRefreshes, redlock: e.Redlock, value: v, key: key}).n.Add(1)
 	case distlock.EventRefreshFailed:
-		o.refreshes.Add(ctx, 1, o.set(setKey{inst: instRefreshes, redlock: e.Redlock, value: refreshFailed, detail: errorType(e.Err)}, key).add...)
+		o.set(setKey{inst: instRefreshes, redlock: e.Redlock, value: refreshFailed, detail: errorType(e.Err), key: key}).n.Add(1)
 	case distlock.EventLost:
 		cause := lossCause(e.Err)
-		o.losses.Add(ctx, 1, o.set(setKey{inst: instLosses, redlock: e.Redlock, value: cause}, key).add...)
-		o.ended(ctx, e, key, spanKey, endLost, cause)
+		o.set(setKey{inst: instLosses, redlock: e.Redlock, value: cause, key: key}).n.Add(1)
+		o.ended(e, key, spanKey, endLost, cause)
 	case distlock.EventReleased:
 		if e.Err == nil {
-			o.ended(ctx, e, key, spanKey, endReleased, "")
+			o.ended(e, key, spanKey, endReleased, cNone)
 		} else {
-			o.ended(ctx, e, key, spanKey, endReleaseFailed, errorType(e.Err))
+			o.ended(e, key, spanKey, endReleaseFailed, errorType(e.Err))
 		}
 	case distlock.EventHandedOver:
-		o.ended(ctx, e, key, spanKey, endHandedOver, "")
+		o.ended(e, key, spanKey, endHandedOver, cNone)
 	case distlock.EventNode:
-		v, et := outcomeObtained, ""
+		v, et := outcomeObtained, cNone
 		switch {
 		case errors.Is(e.Err, distlock.ErrNotObtained):
 			v = outcomeContended
 		case e.Err != nil:
 			v, et = outcomeError, errorType(e.Err)
 		}
-		o.nodeAttempts.Add(ctx, 1, o.set(setKey{inst: instNodeAttempts, value: v, detail: et, node: e.Node}, key).add...)
+		o.set(setKey{inst: instNodeAttempts, value: v, detail: et, node: e.Node, key: key}).n.Add(1)
 	}
+}
+
+// record records d, in seconds, on the histogram h with k's attributes.
+func (o *Observer) record(h metric.Float64Histogram, k setKey, d time.Duration) {
+	h.Record(context.Background(), d.Seconds(), o.set(k).rec...)
 }
 
 // ended records the end of a hold: the held count goes down, the hold's
 // duration is recorded and its span made. detail is the loss cause (end
 // lost) or the error type (end release_failed).
-func (o *Observer) ended(ctx context.Context, e distlock.Event, key, spanKey, end, detail string) {
-	o.held.Add(ctx, -1, o.set(setKey{inst: instHeld, redlock: e.Redlock}, key).add...)
-	o.holdDuration.Record(ctx, e.Held.Seconds(), o.set(setKey{inst: instHold, redlock: e.Redlock, value: end, detail: detail}, key).rec...)
-
+func (o *Observer) ended(e distlock.Event, key, spanKey string, end, detail code) {
+	o.set(setKey{inst: instHeld, redlock: e.Redlock, key: key}).n.Add(-1)
+	o.record(o.holdDuration, setKey{inst: instHold, redlock: e.Redlock, value: end, detail: detail, key: key}, e.Held)
+	if o.tracer == nil {
+		return
+	}
 	now := time.Now()
 	_, span := o.tracer.Start(parentContext(e), spanHold, trace.WithTimestamp(now.Add(-e.Held)))
 	if span.IsRecording() {
-		span.SetAttributes(spanAttrs(e, spanKey, attrEnd.String(end))...)
+		attrs := spanAttrs(e, spanKey, 2)
+		attrs = append(attrs, attrEnd.String(end.String()))
 		switch end {
 		case endLost:
-			span.SetAttributes(attrLossCause.String(detail))
-			span.SetStatus(codes.Error, errText(e.Err))
+			attrs = append(attrs, attrLossCause.String(detail.String()))
 		case endReleaseFailed:
-			span.SetAttributes(attrErrorType.String(detail))
-			span.SetStatus(codes.Error, errText(e.Err))
+			attrs = append(attrs, attrErrorType.String(detail.String()))
+		}
+		span.SetAttributes(attrs...)
+		if e.Err != nil {
+			span.SetStatus(codes.Error, e.Err.Error())
 		}
 	}
 	span.End(trace.WithTimestamp(now))
 }
 
 // obtainSpan makes the span of an obtain call that ended with e.
-func (o *Observer) obtainSpan(e distlock.Event, spanKey, outcome, errType string) {
+func (o *Observer) obtainSpan(e distlock.Event, spanKey string, outcome, errType code) {
+	if o.tracer == nil {
+		return
+	}
 	now := time.Now()
 	_, span := o.tracer.Start(parentContext(e), spanObtain, trace.WithTimestamp(now.Add(-e.Wait)))
 	if span.IsRecording() {
-		span.SetAttributes(spanAttrs(e, spanKey, attrObtainOutcome.String(outcome), attrAttempts.Int(e.Attempts))...)
+		attrs := spanAttrs(e, spanKey, 4)
+		attrs = append(attrs, attrObtainOutcome.String(outcome.String()), attrAttempts.Int(e.Attempts))
 		if e.Fence != 0 {
-			span.SetAttributes(attrFence.Int64(e.Fence))
+			attrs = append(attrs, attrFence.Int64(e.Fence))
 		}
 		if outcome == outcomeError {
-			span.SetAttributes(attrErrorType.String(errType))
-			span.SetStatus(codes.Error, errText(e.Err))
+			attrs = append(attrs, attrErrorType.String(errType.String()))
+		}
+		span.SetAttributes(attrs...)
+		if outcome == outcomeError {
+			span.SetStatus(codes.Error, e.Err.Error())
 		}
 	}
 	span.End(trace.WithTimestamp(now))
@@ -282,98 +324,84 @@ func (o *Observer) obtainSpan(e distlock.Event, spanKey, outcome, errType string
 // no context, so the spans are roots.
 func parentContext(distlock.Event) context.Context { return context.Background() }
 
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-// spanAttrs are the attributes every span of e carries (with key as
-// distlock.lock.key unless it is empty), then extra.
-func spanAttrs(e distlock.Event, key string, extra ...attribute.KeyValue) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 2+len(extra))
+// spanAttrs returns the attributes every span of e carries (with key as
+// distlock.lock.key unless it is empty), with room for extra more.
+func spanAttrs(e distlock.Event, key string, extra int) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 2+extra)
 	attrs = append(attrs, attrRedlock.Bool(e.Redlock))
 	if key != "" {
 		attrs = append(attrs, attrKey.String(key))
 	}
-	return append(attrs, extra...)
+	return attrs
 }
 
 // Instruments, for setKey.
 const (
-	instObtain uint8 = iota + 1
+	instObtain uint8 = iota
 	instAttempts
 	instHeld
 	instHold
 	instRefreshes
 	instLosses
 	instNodeAttempts
+	instCount
 )
 
-// setKey names one attribute set of one instrument (without the key):
-// value is the instrument's outcome, end or cause; detail the error type
-// (or the loss cause of a hold that ended lost).
+// setKey names one attribute set of one instrument: value is the
+// instrument's outcome, end or cause; detail the error type (or the loss
+// cause of a hold that ended lost); key the distlock.lock.key ("": none).
 type setKey struct {
 	inst          uint8
 	redlock       bool
-	value, detail string
+	overflow      bool
+	value, detail code
+	key           string
 	node          int
 }
 
-// measurement is one attribute set as the options of Add and Record, made
-// once so that recording allocates nothing.
+// measurement is one attribute set of one instrument: its count (for the
+// counters) and its attributes as the options of Record and of an
+// observation, made once so that recording allocates nothing.
 type measurement struct {
-	add []metric.AddOption
+	n   atomic.Int64
 	rec []metric.RecordOption
+	obs []metric.ObserveOption
 }
 
-// set returns the options that record k's attributes, plus
-// distlock.lock.key = key when key is not empty.
-func (o *Observer) set(k setKey, key string) *measurement {
-	if key == "" {
-		if m, ok := o.sets.Load(k); ok {
-			return m.(*measurement)
-		}
-	}
-	attrs := k.attributes()
-	if key != "" {
-		attrs = append(attrs, attrKey.String(key))
-	}
-	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	m := &measurement{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
-	if key == "" {
-		o.sets.Store(k, m)
-	}
-	return m
-}
+// set returns the measurement of k, made on first use.
+func (o *Observer) set(k setKey) *measurement { return o.sets.get(k) }
 
 // attributes are the attributes k stands for.
 func (k setKey) attributes() []attribute.KeyValue {
+	if k.overflow {
+		return []attribute.KeyValue{attribute.Bool("otel.metric.overflow", true)}
+	}
 	var attrs []attribute.KeyValue
 	if k.inst == instNodeAttempts {
-		attrs = append(attrs, attrNode.Int(k.node), attrAttempt.String(k.value))
+		attrs = append(attrs, attrNode.Int(k.node), attrAttempt.String(k.value.String()))
 	} else {
 		attrs = append(attrs, attrRedlock.Bool(k.redlock))
 	}
+	if k.key != "" {
+		attrs = append(attrs, attrKey.String(k.key))
+	}
 	switch k.inst {
 	case instObtain:
-		attrs = append(attrs, attrObtainOutcome.String(k.value))
+		attrs = append(attrs, attrObtainOutcome.String(k.value.String()))
 	case instAttempts:
-		attrs = append(attrs, attrAttempt.String(k.value))
+		attrs = append(attrs, attrAttempt.String(k.value.String()))
 	case instHold:
-		attrs = append(attrs, attrEnd.String(k.value))
+		attrs = append(attrs, attrEnd.String(k.value.String()))
 		if k.value == endLost {
-			attrs = append(attrs, attrLossCause.String(k.detail))
-			return attrs
+			return append(attrs, attrLossCause.String(k.detail.String()))
 		}
 	case instRefreshes:
-		attrs = append(attrs, attrRefresh.String(k.value))
+		attrs = append(attrs, attrRefresh.String(k.value.String()))
 	case instLosses:
-		attrs = append(attrs, attrLossCause.String(k.value))
+		attrs = append(attrs, attrLossCause.String(k.value.String()))
 	}
-	if k.detail != "" {
-		attrs = append(attrs, attrErrorType.String(k.detail))
+	if k.detail != cNone {
+		attrs = append(attrs, attrErrorType.String(k.detail.String()))
 	}
 	return attrs
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
@@ -393,18 +394,92 @@ func TestConcurrentObserve(t *testing.T) {
 	}
 }
 
-// A TracerProvider that samples nothing records no span.
-func TestNoSpansWhenNotSampled(t *testing.T) {
+// Spans are made only with WithTracerProvider: not through the global
+// TracerProvider by default, not with a nil one, and not when the
+// provider samples nothing.
+func TestSpansOnlyWhenAsked(t *testing.T) {
 	r := newRig(t)
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(r.spans))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	obs, err := distlockotel.New(distlockotel.WithTracerProvider(tp), distlockotel.WithMeterProvider(nil))
+	global := otel.GetTracerProvider()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans)))
+	t.Cleanup(func() { otel.SetTracerProvider(global) })
+	never := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(r.spans))
+	t.Cleanup(func() { _ = never.Shutdown(context.Background()) })
+	for _, opts := range [][]distlockotel.Option{
+		nil,
+		{distlockotel.WithTracerProvider(nil)},
+		{distlockotel.WithTracerProvider(never)},
+	} {
+		obs, err := distlockotel.New(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs.Observe(distlock.Event{Kind: distlock.EventObtained, Key: "k", Attempts: 1, Node: -1})
+		obs.Observe(distlock.Event{Kind: distlock.EventReleased, Key: "k", Node: -1})
+	}
+	if n := len(r.spans.Ended()); n != 0 {
+		t.Errorf("%d spans recorded, want 0", n)
+	}
+	// The same events through the global provider, asked for, make spans:
+	// the check above could see them.
+	obs, err := distlockotel.New(distlockotel.WithTracerProvider(otel.GetTracerProvider()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	obs.Observe(distlock.Event{Kind: distlock.EventObtained, Key: "k", Attempts: 1, Node: -1})
-	obs.Observe(distlock.Event{Kind: distlock.EventReleased, Key: "k", Node: -1})
-	if n := len(r.spans.Ended()); n != 0 {
-		t.Errorf("%d spans recorded with NeverSample, want 0", n)
+	if n := len(r.spans.Ended()); n != 1 {
+		t.Errorf("%d spans through the global provider, want 1", n)
+	}
+}
+
+// Two Observers on one MeterProvider (say one per Locker) report the sum
+// of their counts, as one would.
+func TestTwoObserversOneProvider(t *testing.T) {
+	r := newRig(t)
+	second, err := distlockotel.New(distlockotel.WithMeterProvider(r.mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obtained := distlock.Event{Kind: distlock.EventObtained, Key: "k", Attempts: 1, Node: -1}
+	r.obs.Observe(obtained)
+	second.Observe(obtained)
+	second.Observe(distlock.Event{Kind: distlock.EventContended, Key: "k", Attempts: 1, Node: -1})
+	m := r.metrics(t)
+	if got := m.sum(t, mHeld, attrs("distlock.redlock=false")); got != 2 {
+		t.Errorf("held %d, want 2", got)
+	}
+	if got := m.sum(t, mAttempts, attrs("distlock.redlock=false", "distlock.attempt.outcome=obtained")); got != 2 {
+		t.Errorf("obtained %d, want 2", got)
+	}
+	if got := m.sum(t, mAttempts, attrs("distlock.redlock=false", "distlock.attempt.outcome=contended")); got != 1 {
+		t.Errorf("contended %d, want 1", got)
+	}
+	if c, _ := m.hist(t, mObtain, attrs("distlock.redlock=false", "distlock.obtain.outcome=obtained")); c != 2 {
+		t.Errorf("obtain durations %d, want 2", c)
+	}
+}
+
+// A key name of unbounded variety does not grow the Observer without
+// bound: past its limit of attribute sets, new sets fold into one marked
+// otel.metric.overflow=true, and no count is lost.
+func TestKeyAttributeOverflow(t *testing.T) {
+	r := newRig(t, distlockotel.WithKeyAttribute(func(key string) string { return key }))
+	const keys = 3000
+	for i := range keys {
+		r.obs.Observe(distlock.Event{Kind: distlock.EventObtained, Key: fmt.Sprint("order:", i), Attempts: 1, Node: -1})
+	}
+	m := r.metrics(t)
+	sums, _ := m.sums(t, mHeld)
+	var total int64
+	for _, v := range sums {
+		total += v
+	}
+	if total != keys {
+		t.Errorf("held %d in all, want %d", total, keys)
+	}
+	if got := m.sum(t, mHeld, attrs("otel.metric.overflow=true")); got == 0 || got == keys {
+		t.Errorf("held in the overflow set: %d, want some but not all of %d", got, keys)
+	}
+	if len(sums) >= keys {
+		t.Errorf("%d held series for %d keys: the sets were not bounded", len(sums), keys)
 	}
 }

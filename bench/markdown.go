@@ -106,8 +106,9 @@ func (b *bench) markdown() string {
 		"contrib/otel Observer, recording into the OpenTelemetry SDK as an application would set it up, minus the network. As `distlockotel.New` makes it by default, "+
 		"it records metrics (five measurements per cycle) through a MeterProvider whose reader collects once, at the end, to check that every cycle was recorded; "+
 		"with every span, it also makes two spans per cycle through a TracerProvider that samples every span and hands it to a batch span processor whose exporter drops it. "+
-		"The ratio is with ÷ without.\n\n", u1oGoroutines, b.u1oReps())
-	if t := b.detailTable(fmt.Sprintf("U1O/%d", u1oGoroutines), []string{"rate"}, []string{"cycles/s"}, []string{"rate"}); t != "" {
+		"Each repeat runs the three one after the other (in reversed order every other repeat); its ratio is with ÷ without of that repeat, "+
+		"and the row shows the median of those ratios, since the machine's load moves slower than a repeat but faster than a run.\n\n", u1oGoroutines, b.u1oReps())
+	if t := b.detailTable(fmt.Sprintf("U1O/%d", u1oGoroutines), []string{"rate", "paired"}, []string{"cycles/s", "÷ without, same repeat"}, []string{"rate", "x"}); t != "" {
 		w("%s\n", t)
 	}
 	w("**S1** — %d locks obtained with `WithAutoRefresh()` and TTL %v on one node, held for %v (one run). "+

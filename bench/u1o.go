@@ -77,6 +77,7 @@ func (b *bench) runU1O(ctx context.Context, srv *server) error {
 		cycles[name] += r.cycles
 	}
 	for rep := 0; rep < b.u1oReps(); rep++ {
+		rates := map[string]float64{}
 		for _, name := range interleave(order, rep) {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -90,8 +91,16 @@ func (b *bench) runU1O(ctx context.Context, srv *server) error {
 				continue
 			}
 			cycles[name] += r.cycles
+			rates[name] = r.rate()
 			set.add(name, "rate", r.rate())
 			b.logf("  U1O %2d goroutines  %-48s %9.0f cycles/s", u1oGoroutines, name, r.rate())
+		}
+		// The ratio of runs next to each other in time: the machine's
+		// load moves slower than a repeat, so pairs cancel most of it.
+		for _, name := range order[1:] {
+			if rates[name] > 0 && rates[subjOurs] > 0 {
+				set.add(name, "paired", rates[name]/rates[subjOurs])
+			}
 		}
 	}
 	// The observers must have recorded every cycle, or the comparison

@@ -173,6 +173,51 @@ func (m metrics) hist(t *testing.T, name string, set attribute.Set) (count uint6
 	return 0, 0
 }
 
+// sumWhere adds up the data points of the int64 sum name whose attributes
+// include every one of subset.
+func (m metrics) sumWhere(t *testing.T, name string, subset ...string) int64 {
+	t.Helper()
+	md, ok := m.byName[name]
+	if !ok {
+		return 0
+	}
+	want := attrs(subset...)
+	var total int64
+	for _, dp := range md.Data.(metricdata.Sum[int64]).DataPoints {
+		if includes(dp.Attributes, want) {
+			total += dp.Value
+		}
+	}
+	return total
+}
+
+// countWhere adds up the counts of the histogram name's data points whose
+// attributes include every one of subset.
+func (m metrics) countWhere(t *testing.T, name string, subset ...string) uint64 {
+	t.Helper()
+	md, ok := m.byName[name]
+	if !ok {
+		return 0
+	}
+	want := attrs(subset...)
+	var total uint64
+	for _, dp := range md.Data.(metricdata.Histogram[float64]).DataPoints {
+		if includes(dp.Attributes, want) {
+			total += dp.Count
+		}
+	}
+	return total
+}
+
+func includes(set, subset attribute.Set) bool {
+	for _, kv := range subset.ToSlice() {
+		if v, ok := set.Value(kv.Key); !ok || v != kv.Value {
+			return false
+		}
+	}
+	return true
+}
+
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	return func(yield func(string) bool) {
 		for k := range m {

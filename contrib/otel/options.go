@@ -52,8 +52,12 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // lasting; a name that is set replaces it there too, so that keys that must
 // not be exported (they hold personal data) can be hashed or cut for both.
 //
-// With a name set, each event builds its attribute set anew (an allocation
-// or two per metric); without, the sets are built once and reused.
+// The Observer keeps each attribute set it has used, with or without a
+// name: up to 2000 of them, past which new sets fold into one per metric
+// with otel.metric.overflow=true (as the SDK does past its cardinality
+// limit), so a name of unbounded variety costs bounded memory but loses the
+// key. name is called once per event; it must be quick and safe for
+// concurrent use.
 func WithKeyAttribute(name func(key string) string) Option {
 	return optionFunc(func(c *config) { c.keyAttr = name })
 }

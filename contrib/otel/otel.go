@@ -6,7 +6,7 @@
 //	lk := distlock.New(redisClient, distlock.WithObserver(obs))
 //
 // Metrics cost a few hundred nanoseconds per event and allocate nothing
-// (without WithKeyAttribute); see the U1O row of the benchmark.
+// once an attribute set exists; see the U1O row of the benchmark.
 //
 // # Metrics
 //

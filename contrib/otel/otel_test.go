@@ -362,35 +362,52 @@ func TestErrorType(t *testing.T) {
 }
 
 // Observe is called from many goroutines at once (callers and
-// auto-refreshers): counts add up and the held count comes back to 0.
+// auto-refreshers), some of them with attribute sets not seen before:
+// counts add up and the held count comes back to 0.
 func TestConcurrentObserve(t *testing.T) {
-	r := newRig(t)
-	const goroutines, cycles = 8, 500
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			redlock := g%2 == 0
-			for range cycles {
-				r.obs.Observe(distlock.Event{Kind: distlock.EventObtained, Key: "k", Redlock: redlock, Attempts: 1, Node: -1})
-				r.obs.Observe(distlock.Event{Kind: distlock.EventRefreshed, Key: "k", Redlock: redlock, Node: -1})
-				r.obs.Observe(distlock.Event{Kind: distlock.EventReleased, Key: "k", Redlock: redlock, Node: -1})
+	for _, keyed := range []bool{false, true} {
+		t.Run(fmt.Sprint("keyed=", keyed), func(t *testing.T) {
+			var opts []distlockotel.Option
+			if keyed {
+				opts = append(opts, distlockotel.WithKeyAttribute(func(key string) string { return key }))
 			}
-		}()
-	}
-	wg.Wait()
-	m := r.metrics(t)
-	for _, redlock := range []string{"false", "true"} {
-		if got := m.sum(t, mHeld, attrs("distlock.redlock="+redlock)); got != 0 {
-			t.Errorf("redlock=%s: held %d, want 0", redlock, got)
-		}
-		if got := m.sum(t, mAttempts, attrs("distlock.redlock="+redlock, "distlock.attempt.outcome=obtained")); got != goroutines/2*cycles {
-			t.Errorf("redlock=%s: obtained %d, want %d", redlock, got, goroutines/2*cycles)
-		}
-	}
-	if n := len(r.spans.Ended()); n != 2*goroutines*cycles {
-		t.Errorf("%d spans, want %d", n, 2*goroutines*cycles)
+			r := newRig(t, opts...)
+			const goroutines, cycles = 8, 500
+			var wg sync.WaitGroup
+			for g := range goroutines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					redlock := g%2 == 0
+					for i := range cycles {
+						key := fmt.Sprint("k", i%40)
+						r.obs.Observe(distlock.Event{Kind: distlock.EventObtained, Key: key, Redlock: redlock, Attempts: 1, Node: -1})
+						r.obs.Observe(distlock.Event{Kind: distlock.EventRefreshed, Key: key, Redlock: redlock, Node: -1})
+						r.obs.Observe(distlock.Event{Kind: distlock.EventReleased, Key: key, Redlock: redlock, Node: -1})
+					}
+				}()
+			}
+			wg.Wait()
+			m := r.metrics(t)
+			for _, redlock := range []string{"false", "true"} {
+				if got := m.sumWhere(t, mHeld, "distlock.redlock="+redlock); got != 0 {
+					t.Errorf("redlock=%s: held %d, want 0", redlock, got)
+				}
+				if got := m.sumWhere(t, mAttempts, "distlock.redlock="+redlock, "distlock.attempt.outcome=obtained"); got != goroutines/2*cycles {
+					t.Errorf("redlock=%s: obtained %d, want %d", redlock, got, goroutines/2*cycles)
+				}
+			}
+			wantSeries := 2
+			if keyed {
+				wantSeries = 2 * 40
+			}
+			if n := m.points(t, mHeld); n != wantSeries {
+				t.Errorf("%d held series, want %d", n, wantSeries)
+			}
+			if n := len(r.spans.Ended()); n != 2*goroutines*cycles {
+				t.Errorf("%d spans, want %d", n, 2*goroutines*cycles)
+			}
+		})
 	}
 }
 

@@ -270,15 +270,9 @@ func onceObtainErr(key string, err error) error {
 // matching ErrNotHeld when the token no longer holds the key; otherwise it
 // releases l.
 func (l *Lock) runOnce(ctx context.Context, fn func(context.Context) error, finish func(context.Context) error) error {
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	cancelOnLoss(l, cancel)
-	bg := context.WithoutCancel(ctx)
-	release := func() error {
-		rctx, rcancel := context.WithTimeout(bg, guardReleaseTimeout)
-		defer rcancel()
-		return l.Release(rctx)
-	}
+	fctx, cancel := l.Context(ctx)
+	defer cancel()
+	release := func() error { return detached(ctx, l.Release) }
 	fnErr := callReleasing(func() error { return fn(fctx) }, func() { _ = release() })
 
 	if lost := l.Err(); lost != nil {
@@ -291,9 +285,7 @@ func (l *Lock) runOnce(ctx context.Context, fn func(context.Context) error, fini
 		}
 		return fnErr
 	}
-	rctx, rcancel := context.WithTimeout(bg, guardReleaseTimeout)
-	defer rcancel()
-	if err := l.endWith(rctx, finish); err != nil {
+	if err := detached(ctx, func(ctx context.Context) error { return l.endWith(ctx, finish) }); err != nil {
 		if errors.Is(err, ErrNotHeld) {
 			return fmt.Errorf("once %q: fn succeeded but the lock was lost before it was marked done: %w", l.key, err)
 		}

@@ -116,7 +116,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, 0, nil
 	}
-	l, err := obtainWaiting(ctx, key, rk, o, lk.waiters, try, nil)
+	l, err := obtain(ctx, obtainCall{key: key, rk: rk, o: o, try: try, w: lk.waiters})
 	if err != nil {
 		return onceObtainErr(key, err)
 	}
@@ -169,7 +169,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtainWaiting(ctx, key, rk, o, r.waiters, try, nil)
+	l, err := obtain(ctx, obtainCall{key: key, rk: rk, o: o, try: try, w: r.waiters})
 	if err != nil {
 		if last != nil && errors.Is(err, ErrNotObtained) {
 			err = fmt.Errorf("%w (last attempt: %w)", err, last)

@@ -246,7 +246,7 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtainWaiting(ctx, key, rk, o, r.waiters, try, nil)
+	l, err := obtain(ctx, obtainCall{key: key, rk: rk, o: o, try: try, w: r.waiters})
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}

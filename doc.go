@@ -63,7 +63,8 @@
 // It is NOT safe to assume that a lock is held until Release. A lock can be
 // lost at any time: it expires when it is not refreshed in time (a GC pause,
 // a stopped VM, a slow network), and Redis can forget it. A holder must
-// handle the loss: watch Lock.Done (or Do's ctx), and keep critical sections
+// handle the loss: watch Lock.Done, or run the work under Lock.Context (as
+// Do does with fn's ctx), and keep critical sections
 // shorter than the TTL or use WithAutoRefresh. The library reports a loss as
 // soon as it learns of it and never later than Lock.ValidUntil, but it
 // cannot stop code that is already running.

@@ -204,8 +204,8 @@ func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o o
 			return false, 0, 0, err
 		}
 	}
-	fenceFlag := o.fenceFlag()
-	res, err := acquireScript.Run(ctx, run, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag).Int64Slice()
+	keys, args := acquireCall(rk, token, o)
+	res, err := acquireScript.Run(ctx, run, keys, args...).Int64Slice()
 	if err != nil {
 		return false, 0, 0, err
 	}
@@ -300,7 +300,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if tk := lk.waiters.claim(l.rkey); tk != nil {
 		return lk.handOver(ctx, l, tk)
 	}
-	op := nodeOp{script: releaseScript, src: releaseSrc, keys: []string{l.rkey}, args: []any{l.token}}
+	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token}}
 	run := lk.conns.get()
 	n, err := sendOnce(ctx, run, &op).Int64()
 	lk.conns.done()

@@ -27,14 +27,6 @@ import (
 // tell its own marker.
 const onceDonePrefix = "\x00done:"
 
-// Script ids of Once's scripts on Redlock nodes (rlNode.eval), kept apart
-// from the ids of quorum.go so that scripts added there do not share a bit
-// with them. A node that lost its scripts costs these one NOSCRIPT reply.
-const (
-	scriptOnceAcquire uint8 = 30
-	scriptOnceFinish  uint8 = 31
-)
-
 // Answers of once_acquire.lua.
 const (
 	onceHeld     = 0
@@ -177,7 +169,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		return onceObtainErr(key, err)
 	}
 	return l.runOnce(ctx, fn, func(ctx context.Context) error {
-		op := nodeOp{script: onceFinishScript, src: onceFinishSrc, id: scriptOnceFinish, keys: []string{rk},
+		op := nodeOp{script: onceFinishScript, keys: []string{rk},
 			args: []any{l.token, onceDonePrefix + l.token, window.Milliseconds()}}
 		res := r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
 		return r.holdOutcome("once", res, 0)
@@ -190,7 +182,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 func (b *redlockBackend) onceAttempt(ctx context.Context, key, rk, token string, o options) (l *Lock, holderTTL time.Duration, done bool, qe *QuorumError, fatal bool) {
 	r := b.r
 	start := time.Now()
-	op := nodeOp{script: onceAcquireScript, src: onceAcquireSrc, id: scriptOnceAcquire, keys: []string{rk},
+	op := nodeOp{script: onceAcquireScript, keys: []string{rk},
 		args: []any{token, o.ttl.Milliseconds(), onceDonePrefix}}
 	var holders []time.Duration
 	nDone := 0

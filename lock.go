@@ -161,11 +161,11 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, 0, nil
 	}
-	c := obtainCall{key: key, rk: rk, o: o, try: try, w: lk.waiters}
+	c := obtainCall{key: key, rk: rk, o: o, w: lk.waiters}
 	if o.blocking {
 		c.h = &heir{ctx: ctx, key: key, o: o} // a release of lk may hand the lock over
 	}
-	l, err := obtain(ctx, c)
+	l, err := obtain(ctx, try, c)
 	if err != nil && notReplicated != nil && ctx.Err() == nil {
 		// The last attempt failed for want of replicas, not contention.
 		return nil, fmt.Errorf("obtain %q: %w", key, notReplicated)

@@ -108,7 +108,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, 0, nil
 	}
-	l, err := obtain(ctx, obtainCall{key: key, rk: rk, o: o, try: try, w: lk.waiters})
+	l, err := obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: lk.waiters})
 	if err != nil {
 		return onceObtainErr(key, err)
 	}
@@ -161,7 +161,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtain(ctx, obtainCall{key: key, rk: rk, o: o, try: try, w: r.waiters})
+	l, err := obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: r.waiters})
 	if err != nil {
 		if last != nil && errors.Is(err, ErrNotObtained) {
 			err = fmt.Errorf("%w (last attempt: %w)", err, last)

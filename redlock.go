@@ -241,7 +241,7 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtain(ctx, obtainCall{key: key, rk: rk, o: o, try: try, w: r.waiters})
+	l, err := obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: r.waiters})
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}

@@ -263,13 +263,14 @@ func (w *waiters) subscribe(ctx context.Context, rk string, rm *room, limit time
 }
 
 // An obtainCall is what one Obtain (or Once, or Redlock.Obtain) needs to
-// reach the lock: its attempts, its options, and its owner's blocked
-// callers.
+// reach the lock besides its attempts: its key, its options, and its
+// owner's blocked callers. (The attempt function is obtain's own
+// parameter: inside the struct it would be moved to the heap with
+// everything the key's error message makes escape.)
 type obtainCall struct {
 	key string // as the caller gave it
 	rk  string // the lock's Redis key
 	o   options
-	try attemptFunc
 	w   *waiters // the owner's blocked callers (WithBlocking)
 	// h, when not nil, lets a releasing holder of the same owner hand the
 	// lock over to this caller while it waits.
@@ -277,7 +278,7 @@ type obtainCall struct {
 }
 
 // obtain is the one retry and wait loop of every primitive. It makes
-// attempts until one succeeds, the retry strategy gives up or ctx ends;
+// attempts (try) until one succeeds, the retry strategy gives up or ctx ends;
 // each wait between attempts is capped by the holder's remaining TTL.
 //
 // A blocked caller (WithBlocking) never gives up before ctx ends: when its
@@ -288,7 +289,7 @@ type obtainCall struct {
 // per wake-up, per expiry of the holder's TTL, or per fallback delay,
 // whichever comes first, and may be handed the lock by a release of the
 // same owner (c.h).
-func obtain(ctx context.Context, c obtainCall) (*Lock, error) {
+func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notObtainedByCtx(c.key, err)
 	}
@@ -297,6 +298,13 @@ func obtain(ctx context.Context, c obtainCall) (*Lock, error) {
 		tk       *ticket // its place there
 		obtained bool
 	)
+	// Not deferred in the loop: a deferred closure there would move every
+	// variable it captures to the heap, for the non-blocking calls too.
+	defer func() {
+		if rm != nil {
+			c.w.leave(c.rk, rm, tk, obtained, c.o.ttl)
+		}
+	}()
 	// A blocked caller tries at once only when no caller of its owner
 	// waits for the key already; otherwise it queues behind them.
 	t := turn{attempt: !c.o.blocking || !c.w.busy(c.rk), holderTTL: -1}
@@ -306,7 +314,7 @@ func obtain(ctx context.Context, c obtainCall) (*Lock, error) {
 			if rm != nil {
 				wake = rm.next()
 			}
-			l, ttl, err := c.try(ctx)
+			l, ttl, err := try(ctx)
 			if err != nil {
 				return nil, attemptErr(ctx, c.key, err)
 			}
@@ -319,7 +327,6 @@ func obtain(ctx context.Context, c obtainCall) (*Lock, error) {
 		if c.o.blocking && rm == nil {
 			var first bool
 			rm, tk, first = c.w.join(c.rk, c.h)
-			defer func() { c.w.leave(c.rk, rm, tk, obtained, c.o.ttl) }()
 			if first {
 				// Subscribe before the retry, so that a release between
 				// the retry and the wait cannot go unnoticed.

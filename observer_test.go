@@ -88,10 +88,20 @@ func (g *eventLog) waitFor(t *testing.T, who string, kind distlock.EventKind) []
 	}
 }
 
-func kinds(events []distlock.Event) []distlock.EventKind {
-	out := make([]distlock.EventKind, len(events))
+// kinds returns the kinds of events, by name (readable in a failure).
+func kinds(events []distlock.Event) []string {
+	out := make([]string, len(events))
 	for i, e := range events {
-		out[i] = e.Kind
+		out[i] = e.Kind.String()
+	}
+	return out
+}
+
+// names returns the names of ks.
+func names(ks ...distlock.EventKind) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = k.String()
 	}
 	return out
 }
@@ -123,7 +133,7 @@ func TestObserverObtainRefreshRelease(t *testing.T) {
 		took := time.Since(start)
 
 		ev := log.of("lk")
-		require.Equal(t, []distlock.EventKind{distlock.EventObtained, distlock.EventRefreshed, distlock.EventReleased}, kinds(ev))
+		require.Equal(t, names(distlock.EventObtained, distlock.EventRefreshed, distlock.EventReleased), kinds(ev))
 		for _, e := range ev {
 			assertLockEvent(t, e, "obs", false)
 		}
@@ -159,7 +169,7 @@ func TestObserverLateRefresh(t *testing.T) {
 	require.NoError(t, l.Release(ctx))
 
 	ev := log.of("lk")
-	require.Equal(t, []distlock.EventKind{distlock.EventObtained, distlock.EventRefreshed, distlock.EventRefreshed, distlock.EventReleased}, kinds(ev))
+	require.Equal(t, names(distlock.EventObtained, distlock.EventRefreshed, distlock.EventRefreshed, distlock.EventReleased), kinds(ev))
 	assert.False(t, ev[1].Late, "the refresh right after obtaining")
 	assert.True(t, ev[2].Late, "the refresh 800ms before the end of the validity")
 }
@@ -180,7 +190,7 @@ func TestObserverContention(t *testing.T) {
 	_, err = other.Obtain(ctx, "busy")
 	require.ErrorIs(t, err, distlock.ErrNotObtained)
 	ev := log.of("other")
-	require.Equal(t, []distlock.EventKind{distlock.EventContended, distlock.EventNotObtained}, kinds(ev))
+	require.Equal(t, names(distlock.EventContended, distlock.EventNotObtained), kinds(ev))
 	for _, e := range ev {
 		assertLockEvent(t, e, "busy", false)
 		assert.Equal(t, 1, e.Attempts, "%v", e.Kind)
@@ -195,7 +205,7 @@ func TestObserverContention(t *testing.T) {
 	took := time.Since(start)
 	require.ErrorIs(t, err, distlock.ErrNotObtained)
 	ev = log.of("retrying")
-	require.Equal(t, []distlock.EventKind{distlock.EventContended, distlock.EventContended, distlock.EventContended, distlock.EventNotObtained}, kinds(ev))
+	require.Equal(t, names(distlock.EventContended, distlock.EventContended, distlock.EventContended, distlock.EventNotObtained), kinds(ev))
 	for i, want := range []int{1, 2, 3, 3} {
 		assert.Equal(t, want, ev[i].Attempts, "event %d (%v)", i, ev[i].Kind)
 	}
@@ -225,7 +235,7 @@ func TestObserverRedisErrors(t *testing.T) {
 	require.Error(t, releaseErr)
 
 	ev := log.of("lk")
-	require.Equal(t, []distlock.EventKind{distlock.EventObtained, distlock.EventNotObtained, distlock.EventRefreshFailed, distlock.EventReleased}, kinds(ev))
+	require.Equal(t, names(distlock.EventObtained, distlock.EventNotObtained, distlock.EventRefreshFailed, distlock.EventReleased), kinds(ev))
 	notObtained, refreshFailed, released := ev[1], ev[2], ev[3]
 	assert.Equal(t, "other", notObtained.Key)
 	assert.Equal(t, 1, notObtained.Attempts)
@@ -259,7 +269,7 @@ func TestObserverHandOver(t *testing.T) {
 	require.NoError(t, w.Release(ctx))
 
 	hev := log.of("holder")
-	require.Equal(t, []distlock.EventKind{distlock.EventObtained, distlock.EventHandedOver}, kinds(hev), "holder")
+	require.Equal(t, names(distlock.EventObtained, distlock.EventHandedOver), kinds(hev), "holder")
 	assert.NoError(t, hev[1].Err)
 	assert.Positive(t, hev[1].Held)
 	wev := log.of("waiter")
@@ -359,7 +369,7 @@ func TestObserverRedlockNodeDown(t *testing.T) {
 		require.NoError(t, l.Release(ctx))
 
 		ev := log.of("rl")
-		require.Equal(t, []distlock.EventKind{distlock.EventNode, distlock.EventNode, distlock.EventNode, distlock.EventObtained, distlock.EventReleased}, kinds(ev))
+		require.Equal(t, names(distlock.EventNode, distlock.EventNode, distlock.EventNode, distlock.EventObtained, distlock.EventReleased), kinds(ev))
 		for i, e := range ev {
 			assertLockEvent(t, e, "rl", true)
 			if i < 3 {
@@ -375,7 +385,7 @@ func TestObserverRedlockNodeDown(t *testing.T) {
 		assert.NoError(t, ev[4].Err)
 
 		ev = log.of("other")
-		require.Equal(t, []distlock.EventKind{distlock.EventNode, distlock.EventNode, distlock.EventNode, distlock.EventContended, distlock.EventNotObtained}, kinds(ev))
+		require.Equal(t, names(distlock.EventNode, distlock.EventNode, distlock.EventNode, distlock.EventContended, distlock.EventNotObtained), kinds(ev))
 		assert.ErrorIs(t, ev[0].Err, distlock.ErrNotObtained, "node 0 is held")
 		assert.ErrorIs(t, ev[1].Err, distlock.ErrNotObtained, "node 1 is held")
 		assert.Error(t, ev[2].Err, "node 2 (stopped)")
@@ -550,4 +560,49 @@ func (h *recordHandler) waitFor(t *testing.T, msg string) {
 			t.Fatalf("no %q logged within %v", msg, waitTimeout)
 		}
 	}
+}
+
+// TestObserverRecipes: Do, Once, ClaimTick and Lead report through the same
+// events as Obtain. A finished tick claim is reported released at Finish,
+// and its lock's expiry at the end of the window, by design, is not
+// reported as a loss.
+func TestObserverRecipes(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	log := newEventLog()
+	lk := distlock.New(srv.Client(t), distlock.WithObserver(log.observer("lk")))
+	nop := func(context.Context) error { return nil }
+	type want struct {
+		who   string
+		kinds []string
+	}
+	obtainedReleased := names(distlock.EventObtained, distlock.EventReleased)
+
+	require.NoError(t, lk.Do(ctx, "do", nop, distlock.WithObserver(log.observer("do"))))
+	require.NoError(t, lk.Once(ctx, "once", time.Minute, nop, distlock.WithObserver(log.observer("once"))))
+	require.ErrorIs(t, lk.Once(ctx, "once", time.Minute, nop, distlock.WithObserver(log.observer("once again"))), distlock.ErrAlreadyDone)
+	require.NoError(t, lk.Lead(ctx, "lead", nop, distlock.WithObserver(log.observer("lead"))))
+	claim, err := lk.ClaimTick(ctx, "tick", 400*time.Millisecond, distlock.WithObserver(log.observer("tick")))
+	require.NoError(t, err)
+	require.NoError(t, claim.Finish(ctx))
+	// The lock ends at the end of the window (Err says it expired): the
+	// events must not call that a loss.
+	waitClosed(t, claim.Lock().Done(), waitTimeout, "the finished claim's lock at the end of its window")
+	require.ErrorIs(t, claim.Lock().Err(), distlock.ErrNotHeld)
+
+	for _, w := range []want{
+		{"do", obtainedReleased},
+		{"once", obtainedReleased},
+		{"once again", names(distlock.EventNotObtained)},
+		{"lead", obtainedReleased},
+		{"tick", names(distlock.EventObtained, distlock.EventRefreshed, distlock.EventReleased)},
+	} {
+		assert.Equal(t, w.kinds, kinds(log.of(w.who)), w.who)
+	}
+	if ev := log.of("once again"); len(ev) == 1 {
+		assert.ErrorIs(t, ev[0].Err, distlock.ErrAlreadyDone)
+		assert.Equal(t, 1, ev[0].Attempts)
+	}
+	assert.Empty(t, log.of("lk"), "a call's own observer replaces the default")
 }

@@ -145,6 +145,11 @@ func (e *joinedError) Unwrap() []error { return e.errs }
 // not match context.DeadlineExceeded: the caller's ctx did not end.
 var ErrNodeTimeout = errors.New("distlock: node timeout")
 
+// errNotAwaited is the Err of an EventNode for a node whose answer the
+// attempt did not wait for: its last answer timed out, and a quorum of the
+// other nodes had answered.
+var errNotAwaited = fmt.Errorf("%w: answer not awaited (the node was slow, and a quorum had answered)", ErrNodeTimeout)
+
 // A NodeError is the failure of one node of a Redlock in one operation: a
 // timeout (matching ErrNodeTimeout), a connection error, or a Redis error
 // reply. Err is the cause and is what Unwrap returns.

@@ -130,5 +130,6 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 		// (publishing, so that every waiter retries).
 		lk.abandon(ctx, nil, l.rkey, token)
 	}
+	l.reportHandOver(nl)
 	return nil
 }

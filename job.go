@@ -112,7 +112,7 @@ func (c *TickClaim) WindowEnd() time.Time { return c.end }
 // when Redis cannot be told (the lock then stays until its TTL ends, which is
 // never before WindowEnd). Calling Finish again returns the same result.
 func (c *TickClaim) Finish(ctx context.Context) error {
-	c.finishOnce.Do(func() { c.finishErr = c.finish(ctx) })
+	c.finishOnce.Do(func() { c.finishErr = c.finish(ctx); c.lock.reportRelease(c.finishErr) })
 	return c.finishErr
 }
 

@@ -49,6 +49,7 @@ type Lock struct {
 	// ends holds the cancel functions of the contexts Context made, run
 	// (with the lock's end as their cause) when the lock ends.
 	ends map[*endHook]struct{}
+	ob   *lockObs // its observer and what was reported (observer.go); nil: none
 
 	// releaseUnsure is set by the backend when a release of unknown
 	// outcome was sent: a later release that finds the lock gone while it
@@ -77,7 +78,7 @@ func newLock(b backend, key, rkey, token string, fence int64, o options, start t
 	if !time.Now().Before(until) {
 		return nil
 	}
-	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, repl: o.repl, validUntil: until}
+	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, repl: o.repl, validUntil: until, ob: newLockObs(o)}
 	if o.autoRefresh {
 		l.startRefresher(l.ttl, nil)
 	}
@@ -176,6 +177,7 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 		} else {
 			l.mu.Lock()
 			l.refreshErr = err
+			l.reportRefreshFailedLocked(err)
 			l.mu.Unlock()
 		}
 		return fmt.Errorf("refresh %q: %w", l.key, err)
@@ -183,6 +185,7 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	l.mu.Lock()
 	l.refreshErr = nil
 	if !l.ended {
+		l.reportRefreshLocked(ttl - o.driftFor(ttl))
 		l.validUntil = start.Add(ttl - o.driftFor(ttl))
 		if l.timer != nil {
 			// A shorter TTL moves the end earlier than the timer is set
@@ -228,6 +231,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	ctx, cancel := releaseContext(ctx)
 	defer cancel()
+	l.beginRelease()
 	if l.stopRefresh != nil {
 		// Stop the refresher first, but do not wait for a refresh in
 		// flight before releasing: whichever of the two Redis runs
@@ -252,6 +256,7 @@ func (l *Lock) Release(ctx context.Context) error {
 		l.err = err
 	}
 	l.endLocked()
+	l.reportReleaseLocked(err)
 	if lost != nil {
 		// Redis said the lock was gone: the release above only cleaned
 		// up (a Redlock's minority of nodes that still had the key).
@@ -416,6 +421,7 @@ func (l *Lock) endLocked() {
 		e.cancel(cause)
 	}
 	l.ends = nil
+	l.reportLossLocked()
 }
 
 // endHook is one context made by Context.

@@ -124,7 +124,9 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	// so that a blocked caller never sleeps past the holder's expiry.
 	plain := !o.fencing && o.token == "" && !o.blocking
 	var notReplicated error // the last attempt's, while retries are left
+	co := newObtainObs(o, key, false)
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
+		co.attempt()
 		// A fresh token per attempt: the clean-up of a failed attempt
 		// (which may land late) can then never delete what a later
 		// attempt took, as it would if that attempt re-took the key
@@ -148,6 +150,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 			return nil, 0, err
 		}
 		if !ok {
+			co.contended()
 			return nil, holderTTL, nil
 		}
 		l := newLock(lk, key, rk, token, fence, o, start)
@@ -168,9 +171,9 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	l, err := obtain(ctx, try, c)
 	if err != nil && notReplicated != nil && ctx.Err() == nil {
 		// The last attempt failed for want of replicas, not contention.
-		return nil, fmt.Errorf("obtain %q: %w", key, notReplicated)
+		return co.done(nil, fmt.Errorf("obtain %q: %w", key, notReplicated))
 	}
-	return l, err
+	return co.done(l, err)
 }
 
 // attemptToken returns the token of one attempt to take a lock: the

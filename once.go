@@ -83,9 +83,11 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		return fmt.Errorf("once %q: %w", key, err)
 	}
 	rk := lockKey(o.prefix, key)
+	co := newObtainObs(o, key, false)
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
 		// A fresh token per attempt: a failed attempt's clean-up, however
 		// late it lands, cannot delete a hold a later attempt took.
+		co.attempt()
 		token := uuid.NewString()
 		start := time.Now()
 		run := lk.conns.get()
@@ -100,6 +102,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		case res[0] == onceDone:
 			return nil, 0, ErrAlreadyDone
 		case res[0] == onceHeld:
+			co.contended()
 			return nil, msTTL(res[1]), nil
 		}
 		l := newLock(lk, key, rk, token, 0, o, start)
@@ -108,7 +111,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, 0, nil
 	}
-	l, err := obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: lk.waiters})
+	l, err := co.done(obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: lk.waiters}))
 	if err != nil {
 		return onceObtainErr(key, err)
 	}
@@ -147,10 +150,11 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 	}
 	o.retry = jitteredRetry{o.retry}
 	rk := lockKey(o.prefix, key)
-	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10)}
+	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10), obs: newObtainObs(o, key, true)}
 	var last *QuorumError
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
 		// A fresh token per attempt, as on a Locker.
+		b.obs.attempt()
 		l, holderTTL, done, qe, fatal := b.onceAttempt(ctx, key, rk, uuid.NewString(), o)
 		last = qe
 		switch {
@@ -162,10 +166,10 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		return l, holderTTL, nil
 	}
 	l, err := obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: r.waiters})
-	if err != nil {
-		if last != nil && errors.Is(err, ErrNotObtained) {
-			err = fmt.Errorf("%w (last attempt: %w)", err, last)
-		}
+	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
+		err = fmt.Errorf("%w (last attempt: %w)", err, last)
+	}
+	if l, err = b.obs.done(l, err); err != nil {
 		return onceObtainErr(key, err)
 	}
 	return l.runOnce(ctx, fn, func(ctx context.Context) error {
@@ -205,14 +209,17 @@ func (b *redlockBackend) onceAttempt(ctx context.Context, key, rk, token string,
 	if nDone == 0 && res.ok >= r.quorum {
 		b.setMayHold(res.verdicts)
 		if l = newLock(b, key, rk, token, 0, o, start); l != nil {
+			b.observeAttempt(res, false)
 			return l, 0, false, nil, false
 		}
 	}
 	b.abandon(ctx, rk, token, res.verdicts)
 	if nDone > 0 {
+		b.observeAttempt(res, true) // done, not held
 		return nil, 0, true, nil, false
 	}
 	qe, fatal = r.obtainOutcome(res)
+	b.observeAttempt(res, fatal)
 	return nil, r.holderTTL(res, holders), false, qe, fatal
 }
 
@@ -307,5 +314,6 @@ func (l *Lock) endWith(ctx context.Context, op func(context.Context) error) erro
 		l.err = err
 	}
 	l.endLocked()
+	l.reportReleaseLocked(err)
 	return err
 }

@@ -224,7 +224,7 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
 	o.retry = jitteredRetry{o.retry}
-	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10)}
+	b := &redlockBackend{r: r, nodeTimeout: min(o.nodeTimeout, o.ttl/10), obs: newObtainObs(o, key, true)}
 	// As for a Locker: plain SET NX PX unless a fence, a re-attach or the
 	// holder's TTL (to bound a blocked caller's wait) needs the script.
 	plain := !o.fencing && o.token == "" && !o.blocking
@@ -234,6 +234,7 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		// A fresh token per attempt, so that the release of a failed
 		// attempt, however late it lands, cannot delete what a later
 		// attempt took (acquire.lua re-attaches a key to its own token).
+		b.obs.attempt()
 		l, holderTTL, qe, fatal := b.attempt(ctx, key, rk, attemptToken(o), plain, o)
 		last = qe
 		if fatal {
@@ -245,7 +246,7 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}
-	return l, err
+	return b.obs.done(l, err)
 }
 
 // Do runs fn while holding the lock named key on a quorum of the nodes, and
@@ -291,7 +292,8 @@ type redlockBackend struct {
 	// refused the successful attempt (held by another). Set once, before
 	// the Lock is handed out; refresh, release and TTL ask only these.
 	mayHold  []bool
-	excluded int // nodes not in mayHold
+	excluded int        // nodes not in mayHold
+	obs      *obtainObs // the obtaining call's events (observer.go); nil: none
 }
 
 var _ backend = (*redlockBackend)(nil)
@@ -355,6 +357,7 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 		if raised {
 			b.setMayHold(res.verdicts)
 			if l = newLock(b, key, rk, token, fence, o, start); l != nil {
+				b.observeAttempt(res, false)
 				return l, 0, nil, false
 			}
 			// Obtained too late to be of use: the validity is already
@@ -364,6 +367,7 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 
 	b.abandon(ctx, rk, token, res.verdicts)
 	qe, fatal = r.obtainOutcome(res)
+	b.observeAttempt(res, fatal)
 	return nil, r.holderTTL(res, holders), qe, fatal
 }
 

@@ -312,7 +312,7 @@ func (r *Redlock) claimSplitVote(ctx context.Context, key string, o options, unt
 			return nil, err
 		}
 		if err := sleep(ctx, d); err != nil {
-			return nil, notObtainedByCtx(key, err)
+			return nil, notObtainedByCtx("obtain", key, err)
 		}
 	}
 }

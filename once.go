@@ -111,7 +111,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, 0, nil
 	}
-	l, err := co.done(obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: lk.waiters}))
+	l, err := co.done(obtain(ctx, try, obtainCall{op: "once", key: key, rk: rk, o: o, w: lk.waiters}))
 	if err != nil {
 		return onceObtainErr(key, err)
 	}
@@ -165,7 +165,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: r.waiters})
+	l, err := obtain(ctx, try, obtainCall{op: "once", key: key, rk: rk, o: o, w: r.waiters})
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}

@@ -268,6 +268,7 @@ func (w *waiters) subscribe(ctx context.Context, rk string, rm *room, limit time
 // parameter: inside the struct it would be moved to the heap with
 // everything the key's error message makes escape.)
 type obtainCall struct {
+	op  string // names the call in errors: "obtain" when empty, "once"
 	key string // as the caller gave it
 	rk  string // the lock's Redis key
 	o   options
@@ -291,7 +292,7 @@ type obtainCall struct {
 // same owner (c.h).
 func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, notObtainedByCtx(c.key, err)
+		return nil, notObtainedByCtx(c.name(), c.key, err)
 	}
 	var (
 		rm       *room   // the room this caller waits in, once blocked
@@ -316,7 +317,7 @@ func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 			}
 			l, ttl, err := try(ctx)
 			if err != nil {
-				return nil, attemptErr(ctx, c.key, err)
+				return nil, attemptErr(ctx, c.name(), c.key, err)
 			}
 			if l = usable(l); l != nil {
 				obtained = true
@@ -341,7 +342,7 @@ func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 			select {
 			case t = <-tk.turn:
 			case <-ctx.Done():
-				return nil, notObtainedByCtx(c.key, ctx.Err())
+				return nil, notObtainedByCtx(c.name(), c.key, ctx.Err())
 			}
 			continue
 		}
@@ -349,7 +350,7 @@ func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 		delay, more := c.o.retry.NextBackoff(n)
 		if !more {
 			if !c.o.blocking {
-				return nil, fmt.Errorf("obtain %q: %w", c.key, ErrNotObtained)
+				return nil, fmt.Errorf("%s %q: %w", c.name(), c.key, ErrNotObtained)
 			}
 			delay, _ = defaultBlockingFallback.NextBackoff(n)
 		}
@@ -397,7 +398,7 @@ func (c *obtainCall) wait(ctx context.Context, rm *room, tk *ticket, wake <-chan
 		case l = <-grant:
 		case <-ctx.Done():
 			if tk.abandon() {
-				return nil, notObtainedByCtx(c.key, ctx.Err())
+				return nil, notObtainedByCtx(c.name(), c.key, ctx.Err())
 			}
 			l = <-grant // delivered meanwhile: it is there
 		}
@@ -406,18 +407,26 @@ func (c *obtainCall) wait(ctx context.Context, rm *room, tk *ticket, wake <-chan
 		return l, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, notObtainedByCtx(c.key, err)
+		return nil, notObtainedByCtx(c.name(), c.key, err)
 	}
 	return nil, nil
 }
 
-// attemptErr wraps the error of an attempt; nil stays nil.
-func attemptErr(ctx context.Context, key string, err error) error {
+// name is how the call's errors name it.
+func (c *obtainCall) name() string {
+	if c.op == "" {
+		return "obtain"
+	}
+	return c.op
+}
+
+// attemptErr wraps the error of an attempt of call op; nil stays nil.
+func attemptErr(ctx context.Context, op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return notObtainedByCtx(key, ctxErr)
+		return notObtainedByCtx(op, key, ctxErr)
 	}
-	return fmt.Errorf("obtain %q: %w", key, err)
+	return fmt.Errorf("%s %q: %w", op, key, err)
 }

@@ -63,7 +63,8 @@
 // It is NOT safe to assume that a lock is held until Release. A lock can be
 // lost at any time: it expires when it is not refreshed in time (a GC pause,
 // a stopped VM, a slow network), and Redis can forget it. A holder must
-// handle the loss: watch Lock.Done (or Do's ctx), and keep critical sections
+// handle the loss: watch Lock.Done, or run the work under Lock.Context (as
+// Do does with fn's ctx), and keep critical sections
 // shorter than the TTL or use WithAutoRefresh. The library reports a loss as
 // soon as it learns of it and never later than Lock.ValidUntil, but it
 // cannot stop code that is already running.
@@ -127,6 +128,25 @@
 // goroutine. A holder's release hands the lock straight to the first
 // blocked caller of the same Locker (one script, the lock never free), at
 // most 7 times in a row, so that other processes are not starved.
+//
+// # Observing
+//
+// WithObserver (on New or NewRedlock for every call, or on one call) sends
+// an Event for each thing that happens to a lock. A call that obtains
+// (Obtain, Do, Once, OncePerTick, ClaimTick, Lead) reports EventContended
+// for each attempt that found the key held, on a Redlock first one
+// EventNode per node per attempt, and then its outcome: EventObtained (with
+// the wait, the attempt count and the fence) or EventNotObtained (with the
+// error). The Lock it obtained goes on reporting to the same observer: each
+// refresh (EventRefreshed, marked Late when it came in the last third of
+// the validity; EventRefreshFailed on a transient error) and, once, its
+// end: EventReleased, EventHandedOver (a release that passed the lock to a
+// waiter of the same Locker) or EventLost (with the cause, also when
+// Release is the one to find the lock gone). Events carry the key, never
+// the token. SlogObserver logs them with log/slog; contrib/otel records
+// OpenTelemetry metrics and spans. The observer runs on the lock's own
+// path, so it must be quick; without one, nothing is reported and nothing
+// is allocated.
 //
 // # Options and calls
 //

@@ -89,8 +89,8 @@ func invalidf(format string, args ...any) error {
 // notObtainedByCtx is the error of an Obtain whose ctx ended before the lock
 // was obtained: it matches ErrNotObtained and ctx's error, and reads
 // `obtain "k": distlock: not obtained: context deadline exceeded`.
-func notObtainedByCtx(key string, ctxErr error) error {
-	return fmt.Errorf("obtain %q: %w", key, &joinedError{errs: []error{ErrNotObtained, ctxErr}, sep: ": "})
+func notObtainedByCtx(op, key string, ctxErr error) error {
+	return fmt.Errorf("%s %q: %w", op, key, &joinedError{errs: []error{ErrNotObtained, ctxErr}, sep: ": "})
 }
 
 // ErrAlreadyDone means Once did not run fn because the work for the key was

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -362,4 +364,70 @@ func ExampleLockService() {
 	// already welcomed ada
 	// sending the welcome mail to ada
 	// already welcomed ada
+}
+
+// An Observer is told what happens to locks: each attempt that finds the
+// key held, each outcome, refresh, loss and release, with the key (never
+// the token). Here it prints them; contrib/otel turns them into
+// OpenTelemetry metrics and spans, SlogObserver into log records.
+func ExampleWithObserver() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	observer := distlock.ObserverFunc(func(e distlock.Event) {
+		fmt.Println(e.Kind, e.Key, e.Err)
+	})
+	locker := distlock.New(client, distlock.WithObserver(observer))
+
+	lock, err := locker.Obtain(ctx, "stock:sku1", distlock.WithTTL(10*time.Second))
+	if err != nil {
+		fmt.Println("obtain:", err)
+		return
+	}
+	_, _ = locker.Obtain(ctx, "stock:sku1") // held: contended, then not obtained
+	_ = lock.Release(ctx)
+	// Output:
+	// obtained stock:sku1 <nil>
+	// contended stock:sku1 <nil>
+	// not_obtained stock:sku1 obtain "stock:sku1": distlock: not obtained
+	// released stock:sku1 <nil>
+}
+
+// SlogObserver logs lock events with log/slog: contention and outcomes at
+// Debug, losses, late refreshes and failing refreshes at Warn, failed calls
+// at Error. (This example drops the time, wait and held attributes, which
+// change from run to run.)
+func ExampleSlogObserver() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		Level:       slog.LevelDebug,
+		ReplaceAttr: withoutTimes,
+	}))
+	locker := distlock.New(client, distlock.WithObserver(distlock.SlogObserver(logger)))
+
+	lock, err := locker.Obtain(ctx, "report", distlock.WithFencing())
+	if err != nil {
+		fmt.Println("obtain:", err)
+		return
+	}
+	_, _ = locker.Obtain(ctx, "report") // held: contended, then not obtained
+	_ = lock.Release(ctx)
+	// Output:
+	// level=DEBUG msg="distlock obtained" key=report attempts=1 fence=1
+	// level=DEBUG msg="distlock contended" key=report attempts=1
+	// level=DEBUG msg="distlock not_obtained" key=report attempts=1 err="obtain \"report\": distlock: not obtained"
+	// level=DEBUG msg="distlock released" key=report
+}
+
+// withoutTimes drops the attributes that change from run to run.
+func withoutTimes(_ []string, a slog.Attr) slog.Attr {
+	switch a.Key {
+	case slog.TimeKey, "wait", "held":
+		return slog.Attr{}
+	}
+	return a
 }

@@ -101,7 +101,7 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 	fenceFlag := h.o.fenceFlag()
 	token := attemptToken(h.o)
 	start := time.Now()
-	op := nodeOp{script: transferScript, src: transferSrc, keys: []string{l.rkey, fenceKey(l.rkey)}, args: []any{l.token, token, h.o.ttl.Milliseconds(), fenceFlag}}
+	op := nodeOp{script: transferScript, keys: []string{l.rkey, fenceKey(l.rkey)}, args: []any{l.token, token, h.o.ttl.Milliseconds(), fenceFlag}}
 	run := lk.conns.get()
 	// Never re-sent: a second run would find the lock handed over and
 	// answer "not held".

@@ -81,10 +81,6 @@ type TickClaim struct {
 	// endMono is end on the monotonic clock, measured from the moment the
 	// claim read the wall clock: what Finish and the refresher go by.
 	endMono time.Time
-	live    time.Duration // the liveness TTL: how soon a loss is noticed
-
-	stop      context.CancelFunc
-	refresher chan struct{} // closed when the refresher has returned
 
 	finishOnce sync.Once
 	finishErr  error
@@ -121,8 +117,7 @@ func (c *TickClaim) Finish(ctx context.Context) error {
 }
 
 func (c *TickClaim) finish(ctx context.Context) error {
-	c.stop()
-	<-c.refresher
+	c.lock.stopRefresher(ctx.Done())
 	key := c.lock.Key()
 	if err := c.lock.Err(); err != nil {
 		return fmt.Errorf("finish %q: %w", key, err)
@@ -140,15 +135,6 @@ func (c *TickClaim) finish(ctx context.Context) error {
 		return fmt.Errorf("finish %q: %w", key, err)
 	}
 	return nil
-}
-
-// refreshLoop keeps the claim's lock alive until Finish: every live/3 it
-// extends it to the later of WindowEnd and now+live, so that a loss is
-// noticed within live/3 while the tick stays taken at least until
-// WindowEnd. Transient errors are retried until the lock's validity runs out.
-func (c *TickClaim) refreshLoop(ctx context.Context) {
-	defer close(c.refresher)
-	c.lock.keepAlive(ctx, c.live, func() time.Duration { return max(time.Until(c.endMono), c.live) })
 }
 
 // ClaimTick claims the current tick of a job that runs every period on
@@ -265,9 +251,11 @@ func claimTick(ctx context.Context, ob obtainer, now func() time.Time, key strin
 	if err != nil {
 		return nil, err
 	}
-	rctx, stop := context.WithCancel(context.Background())
-	c := &TickClaim{lock: l, tick: tick, end: end, endMono: mono.Add(end.Sub(t)), live: live, stop: stop, refresher: make(chan struct{})}
-	go c.refreshLoop(rctx)
+	c := &TickClaim{lock: l, tick: tick, end: end, endMono: mono.Add(end.Sub(t))}
+	// Every live/3 the lock is extended to the later of WindowEnd and
+	// now+live, so that a loss is noticed within live/3 while the tick stays
+	// taken at least until WindowEnd.
+	l.startRefresher(live, func() time.Duration { return max(time.Until(c.endMono), live) })
 	return c, nil
 }
 
@@ -324,7 +312,7 @@ func (r *Redlock) claimSplitVote(ctx context.Context, key string, o options, unt
 			return nil, err
 		}
 		if err := sleep(ctx, d); err != nil {
-			return nil, notObtainedByCtx(key, err)
+			return nil, notObtainedByCtx("obtain", key, err)
 		}
 	}
 }
@@ -364,32 +352,13 @@ func oncePerTick(ctx context.Context, ob obtainer, now func() time.Time, key str
 		}
 		return false, err
 	}
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	cancelOnLoss(c.lock, cancel)
-
-	finish := func() error {
-		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
-		defer fcancel()
-		return c.Finish(fctx)
-	}
+	fctx, cancel := c.lock.Context(ctx)
+	defer cancel()
+	finish := func() error { return detached(ctx, c.Finish) }
 	fnErr := callReleasing(func() error { return fn(fctx, c.tick) }, func() { _ = finish() })
 	finErr := finish()
 	if finErr != nil && errors.Is(finErr, ErrNotHeld) {
 		return true, joinErrors(fnErr, fmt.Errorf("tick %s of %q lost while fn ran: %w", c.tick.UTC().Format(time.RFC3339Nano), key, finErr))
 	}
 	return true, joinErrors(fnErr, finErr)
-}
-
-// cancelOnLoss makes cancel run, with the loss as its cause, when l is lost; at
-// once when it is already lost.
-func cancelOnLoss(l *Lock, cancel context.CancelCauseFunc) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.checkExpiryLocked()
-	if l.err != nil {
-		cancel(l.err)
-		return
-	}
-	l.onLost = cancel
 }

@@ -145,17 +145,14 @@ func lead(ctx context.Context, ob obtainer, key string, fn func(context.Context)
 		}
 		failures, lastErr = 0, nil
 
-		fctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaderLockKey{}, l))
-		cancelOnLoss(l, cancel)
+		lctx, lcancel := l.Context(ctx)
+		fctx, cancel := context.WithCancelCause(context.WithValue(lctx, leaderLockKey{}, l))
 		disarm := stopBeforeExpiry(l, margin, cancel)
-		release := func() error {
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), guardReleaseTimeout)
-			defer rcancel()
-			return l.Release(rctx)
-		}
-		fnErr := callReleasing(func() error { return fn(fctx) }, func() { disarm(); cancel(nil); _ = release() })
+		release := func() error { return detached(ctx, l.Release) }
+		fnErr := callReleasing(func() error { return fn(fctx) }, func() { disarm(); cancel(nil); lcancel(); _ = release() })
 		stopped := disarm()
 		cancel(nil)
+		lcancel()
 
 		lost := l.Err()
 		if lost == nil && stopped != nil {

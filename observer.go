@@ -34,7 +34,9 @@ type EventKind int
 const (
 	// EventObtained: Obtain (or Do, Once, …) took the lock. Wait is the
 	// time from the call's start, Attempts the number of attempts, Fence
-	// the lock's fence (0 without WithFencing).
+	// the lock's fence (0 without WithFencing). A hand-over is not an
+	// attempt of the waiter: a blocked caller handed the lock before it
+	// made an attempt of its own reports 0.
 	EventObtained EventKind = iota + 1
 	// EventContended: one attempt found the key held by someone else. The
 	// call goes on waiting or retrying when its options say so; Attempts
@@ -57,7 +59,10 @@ const (
 	// obtained.
 	EventLost
 	// EventReleased: Release gave the lock back (Err is nil) or failed
-	// (Err). Held is the time since it was obtained.
+	// (Err). Held is the time since it was obtained. Once marking its work
+	// done, and TickClaim.Finish, end the hold the same way. A Release
+	// that finds the lock already gone reports EventLost instead, and a
+	// Release after the end was reported (a second one) reports nothing.
 	EventReleased
 	// EventHandedOver: Release passed the lock straight to a caller of the
 	// same Locker waiting for it, without freeing it in between. Held is

@@ -27,14 +27,6 @@ import (
 // tell its own marker.
 const onceDonePrefix = "\x00done:"
 
-// Script ids of Once's scripts on Redlock nodes (rlNode.eval), kept apart
-// from the ids of quorum.go so that scripts added there do not share a bit
-// with them. A node that lost its scripts costs these one NOSCRIPT reply.
-const (
-	scriptOnceAcquire uint8 = 30
-	scriptOnceFinish  uint8 = 31
-)
-
 // Answers of once_acquire.lua.
 const (
 	onceHeld     = 0
@@ -119,7 +111,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, 0, nil
 	}
-	l, err := co.done(obtainWaiting(ctx, key, rk, o, lk.waiters, try, nil))
+	l, err := co.done(obtain(ctx, try, obtainCall{op: "once", key: key, rk: rk, o: o, w: lk.waiters}))
 	if err != nil {
 		return onceObtainErr(key, err)
 	}
@@ -173,7 +165,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtainWaiting(ctx, key, rk, o, r.waiters, try, nil)
+	l, err := obtain(ctx, try, obtainCall{op: "once", key: key, rk: rk, o: o, w: r.waiters})
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}
@@ -181,7 +173,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 		return onceObtainErr(key, err)
 	}
 	return l.runOnce(ctx, fn, func(ctx context.Context) error {
-		op := nodeOp{script: onceFinishScript, src: onceFinishSrc, id: scriptOnceFinish, keys: []string{rk},
+		op := nodeOp{script: onceFinishScript, keys: []string{rk},
 			args: []any{l.token, onceDonePrefix + l.token, window.Milliseconds()}}
 		res := r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
 		return r.holdOutcome("once", res, 0)
@@ -194,7 +186,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 func (b *redlockBackend) onceAttempt(ctx context.Context, key, rk, token string, o options) (l *Lock, holderTTL time.Duration, done bool, qe *QuorumError, fatal bool) {
 	r := b.r
 	start := time.Now()
-	op := nodeOp{script: onceAcquireScript, src: onceAcquireSrc, id: scriptOnceAcquire, keys: []string{rk},
+	op := nodeOp{script: onceAcquireScript, keys: []string{rk},
 		args: []any{token, o.ttl.Milliseconds(), onceDonePrefix}}
 	var holders []time.Duration
 	nDone := 0
@@ -277,15 +269,9 @@ func onceObtainErr(key string, err error) error {
 // matching ErrNotHeld when the token no longer holds the key; otherwise it
 // releases l.
 func (l *Lock) runOnce(ctx context.Context, fn func(context.Context) error, finish func(context.Context) error) error {
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	cancelOnLoss(l, cancel)
-	bg := context.WithoutCancel(ctx)
-	release := func() error {
-		rctx, rcancel := context.WithTimeout(bg, guardReleaseTimeout)
-		defer rcancel()
-		return l.Release(rctx)
-	}
+	fctx, cancel := l.Context(ctx)
+	defer cancel()
+	release := func() error { return detached(ctx, l.Release) }
 	fnErr := callReleasing(func() error { return fn(fctx) }, func() { _ = release() })
 
 	if lost := l.Err(); lost != nil {
@@ -298,9 +284,7 @@ func (l *Lock) runOnce(ctx context.Context, fn func(context.Context) error, fini
 		}
 		return fnErr
 	}
-	rctx, rcancel := context.WithTimeout(bg, guardReleaseTimeout)
-	defer rcancel()
-	if err := l.endWith(rctx, finish); err != nil {
+	if err := detached(ctx, func(ctx context.Context) error { return l.endWith(ctx, finish) }); err != nil {
 		if errors.Is(err, ErrNotHeld) {
 			return fmt.Errorf("once %q: fn succeeded but the lock was lost before it was marked done: %w", l.key, err)
 		}

@@ -73,3 +73,38 @@ func TestOnceSpentAttemptCleanupSparesLaterAttempt(t *testing.T) {
 		require.True(t, errors.Is(err, distlock.ErrNotObtained), "Y: %v", err)
 	})
 }
+
+// TestOnceErrorsNameOnce: a Once that does not get its hold names itself,
+// not Obtain, whether it gave up at once or its ctx ended while it waited
+// (before, both said `obtain "k": …`).
+func TestOnceErrorsNameOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	lk := distlock.New(srv.Client(t))
+	ctx := context.Background()
+	held := make(chan struct{})
+	finish := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- lk.Once(ctx, "named", time.Minute, func(context.Context) error {
+			close(held)
+			<-finish
+			return nil
+		})
+	}()
+	waitClosed(t, held, waitTimeout, "first Once running")
+	noop := func(context.Context) error { return nil }
+
+	err := lk.Once(ctx, "named", time.Minute, noop)
+	require.ErrorIs(t, err, distlock.ErrNotObtained)
+	assert.Equal(t, `once "named": distlock: not obtained`, err.Error())
+
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	err = lk.Once(wctx, "named", time.Minute, noop, distlock.WithBlocking())
+	require.ErrorIs(t, err, distlock.ErrNotObtained)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, `once "named": distlock: not obtained: context deadline exceeded`, err.Error())
+
+	close(finish)
+	require.NoError(t, <-errc)
+}

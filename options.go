@@ -154,8 +154,9 @@ func (b blockingOption) String() string   { return "WithBlocking()" }
 // jittered 200ms doubling to 2s). Blocked callers of one Locker
 // for one key queue in arrival order and send one attempt per wake-up
 // between them. When a holder of the same Locker releases the key, the
-// release hands the lock straight to the first of them, at most 7 times in
-// a row; then a plain release lets every process compete again.
+// release hands the lock straight to the first of them, a bounded number of
+// times in a row (see Waiting in the package doc); then a plain release lets
+// every process compete again.
 func WithBlocking() Option { return blockingOption(true) }
 
 type autoRefreshOption bool

@@ -36,17 +36,6 @@ type rlNode struct {
 	eval atomic.Uint32
 }
 
-// Script ids for rlNode.eval.
-const (
-	scriptAcquire = iota
-	scriptRelease
-	scriptPTTL
-	scriptRaiseFence
-	scriptRefreshHeal
-)
-
-const allScripts = 1<<(scriptRefreshHeal+1) - 1
-
 func (nd *rlNode) needsEval(id uint8) bool { return nd.eval.Load()&(1<<id) != 0 }
 
 func (nd *rlNode) setEval(mask uint32) {
@@ -70,9 +59,7 @@ func (nd *rlNode) clearEval(id uint8) {
 // nodeOp is the command a fan-out sends to every node: a script, run as
 // EVALSHA with an EVAL fallback on NOSCRIPT, or a raw command.
 type nodeOp struct {
-	script *redis.Script
-	src    string
-	id     uint8 // script id, for rlNode.eval
+	script *script
 	keys   []string
 	args   []any
 	raw    []any
@@ -92,7 +79,7 @@ func (op *nodeOp) cmd(ctx context.Context, eval bool) *redis.Cmd {
 		return redis.NewCmd(ctx, op.raw...)
 	}
 	if eval {
-		return redis.NewCmd(ctx, evalArgs("eval", op.src, op.keys, op.args)...)
+		return redis.NewCmd(ctx, evalArgs("eval", op.script.src, op.keys, op.args)...)
 	}
 	return redis.NewCmd(ctx, evalArgs("evalsha", op.script.Hash(), op.keys, op.args)...)
 }
@@ -158,17 +145,18 @@ var cancelledCtx = func() context.Context {
 // ended.
 func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMode, sel []bool, op *nodeOp, classify classifyFunc) fanResult {
 	n := len(r.nodes)
-	res := fanResult{verdicts: make([]verdict, n)}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	calls := make([]nodeCall, n)
+	f := &fan{r: r, ctx: ctx, dctx: dctx, timeout: timeout, op: op, classify: classify,
+		calls: make([]nodeCall, n), res: fanResult{verdicts: make([]verdict, n)}}
+	calls := f.calls
 	for i, nd := range r.nodes {
 		if sel != nil && !sel[i] {
 			continue
 		}
 		c := &calls[i]
 		c.asked = true
-		c.eval = op.script != nil && nd.needsEval(op.id)
+		c.eval = op.script != nil && nd.needsEval(op.script.id)
 		if nd.ap != nil {
 			c.cmd = op.cmd(ctx, c.eval)
 			c.fut = nd.ap.Submit(ctx, op.wrap(c.cmd))
@@ -176,81 +164,6 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 		}
 		c.done = make(chan struct{})
 		go runPlain(dctx, nd.client, op, c) // owner: this fan-out, which waits for c.done below
-	}
-
-	// settle records node i's answer, waiting on w; it returns false when
-	// the answer is not there (w ended first).
-	settle := func(i int, w context.Context) bool {
-		c, nd := &calls[i], r.nodes[i]
-		var err error
-		if c.done != nil {
-			<-c.done
-			err = c.cmd.Err()
-			if err != nil && dctx.Err() != nil && ctx.Err() == nil && isTimeout(err) {
-				nd.setEval(allScripts)
-				res.fail(i, nd, nd.timeoutErr(timeout, err))
-				return true
-			}
-		} else {
-			for {
-				err = c.fut.WaitContext(w)
-				if w != cancelledCtx && w.Err() != nil && err == w.Err() {
-					// When the answer and the deadline were both there by
-					// the time this goroutine ran, WaitContext picks one
-					// at random: look again, answer first.
-					err = c.fut.WaitContext(cancelledCtx)
-				}
-				if w.Err() != nil && (err == w.Err() || err == cancelledCtx.Err()) {
-					if w == cancelledCtx {
-						return false // still in flight
-					}
-					if ctx.Err() != nil {
-						res.fail(i, nd, ctx.Err())
-					} else {
-						nd.slow.Store(true)
-						nd.setEval(allScripts)
-						res.fail(i, nd, nd.timeoutErr(timeout, nil))
-					}
-					return true
-				}
-				if !c.eval && op.script != nil && isNoScript(err) {
-					// The node lost its scripts (restart, SCRIPT FLUSH).
-					nd.setEval(1 << op.id)
-					c.eval = true
-					c.cmd = op.cmd(ctx, true)
-					c.fut = nd.ap.Submit(ctx, op.wrap(c.cmd))
-					continue
-				}
-				break
-			}
-			nd.slow.Store(false)
-		}
-		var rerr redis.Error
-		switch {
-		case err == nil || errors.Is(err, redis.Nil):
-			if c.eval {
-				nd.clearEval(op.id)
-			}
-		case errors.As(err, &rerr):
-			res.fail(i, nd, err) // an error reply: the node is up
-			return true
-		default:
-			nd.setEval(allScripts)
-			res.fail(i, nd, err)
-			return true
-		}
-		v, cerr := classify(i, c.cmd)
-		switch v {
-		case vOK:
-			res.ok++
-		case vRefused:
-			res.refused++
-		default:
-			res.fail(i, nd, cerr)
-			return true
-		}
-		res.verdicts[i] = v
-		return true
 	}
 
 	isSlow := func(i int) bool { return r.nodes[i].ap != nil && r.nodes[i].slow.Load() }
@@ -263,23 +176,110 @@ func (r *Redlock) fanOut(ctx context.Context, timeout time.Duration, mode fanMod
 			pending[i] = true
 			continue
 		}
-		settle(i, dctx)
+		f.settle(i, dctx)
 	}
 	// Slow nodes that have answered meanwhile count, and are slow no more.
 	for i := range calls {
-		if pending[i] && settle(i, cancelledCtx) {
+		if pending[i] && f.settle(i, cancelledCtx) {
 			pending[i] = false
 		}
 	}
-	if mode != skipSlow && (mode != untilQuorum || res.ok < r.quorum) {
+	if mode != skipSlow && (mode != untilQuorum || f.res.ok < r.quorum) {
 		for i := range calls {
 			if pending[i] {
-				settle(i, dctx)
+				f.settle(i, dctx)
 			}
 		}
 	}
-	slices.SortFunc(res.errs, func(a, b *NodeError) int { return cmp.Compare(a.Node, b.Node) })
-	return res
+	slices.SortFunc(f.res.errs, func(a, b *NodeError) int { return cmp.Compare(a.Node, b.Node) })
+	return f.res
+}
+
+// fan is one fan-out in progress (see fanOut).
+type fan struct {
+	r        *Redlock
+	ctx      context.Context // the caller's
+	dctx     context.Context // ctx bounded by the node timeout
+	timeout  time.Duration
+	op       *nodeOp
+	classify classifyFunc
+	calls    []nodeCall
+	res      fanResult
+}
+
+// settle records node i's answer, waiting on w; it returns false when the
+// answer is not there (w ended first).
+func (f *fan) settle(i int, w context.Context) bool {
+	c, nd := &f.calls[i], f.r.nodes[i]
+	var err error
+	if c.done != nil {
+		<-c.done
+		err = c.cmd.Err()
+		if err != nil && f.dctx.Err() != nil && f.ctx.Err() == nil && isTimeout(err) {
+			nd.setEval(allScripts())
+			f.res.fail(i, nd, nd.timeoutErr(f.timeout, err))
+			return true
+		}
+	} else {
+		for {
+			err = c.fut.WaitContext(w)
+			if w != cancelledCtx && w.Err() != nil && err == w.Err() {
+				// When the answer and the deadline were both there by
+				// the time this goroutine ran, WaitContext picks one
+				// at random: look again, answer first.
+				err = c.fut.WaitContext(cancelledCtx)
+			}
+			if w.Err() != nil && (err == w.Err() || err == cancelledCtx.Err()) {
+				if w == cancelledCtx {
+					return false // still in flight
+				}
+				if f.ctx.Err() != nil {
+					f.res.fail(i, nd, f.ctx.Err())
+				} else {
+					nd.slow.Store(true)
+					nd.setEval(allScripts())
+					f.res.fail(i, nd, nd.timeoutErr(f.timeout, nil))
+				}
+				return true
+			}
+			if !c.eval && f.op.script != nil && isNoScript(err) {
+				// The node lost its scripts (restart, SCRIPT FLUSH).
+				nd.setEval(1 << f.op.script.id)
+				c.eval = true
+				c.cmd = f.op.cmd(f.ctx, true)
+				c.fut = nd.ap.Submit(f.ctx, f.op.wrap(c.cmd))
+				continue
+			}
+			break
+		}
+		nd.slow.Store(false)
+	}
+	var rerr redis.Error
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		if c.eval {
+			nd.clearEval(f.op.script.id)
+		}
+	case errors.As(err, &rerr):
+		f.res.fail(i, nd, err) // an error reply: the node is up
+		return true
+	default:
+		nd.setEval(allScripts())
+		f.res.fail(i, nd, err)
+		return true
+	}
+	v, cerr := f.classify(i, c.cmd)
+	switch v {
+	case vOK:
+		f.res.ok++
+	case vRefused:
+		f.res.refused++
+	default:
+		f.res.fail(i, nd, cerr)
+		return true
+	}
+	f.res.verdicts[i] = v
+	return true
 }
 
 func (res *fanResult) fail(i int, nd *rlNode, err error) {

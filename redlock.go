@@ -16,11 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed scripts/raise_fence.lua
-var raiseFenceSrc string
-
-var raiseFenceScript = redis.NewScript(raiseFenceSrc)
-
 // A Redlock takes locks on N independent Redis nodes (typically 3 or 5
 // single primaries that are not replicas of each other), following the
 // Redlock algorithm of the Redis distributed-lock spec, so that a lock
@@ -112,7 +107,7 @@ func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
 	r.nodes = make([]*rlNode, len(clients))
 	for i, c := range clients {
 		nd := &rlNode{idx: i, client: c, addr: nodeAddr(c)}
-		nd.eval.Store(allScripts)
+		nd.eval.Store(allScripts())
 		if r.opts.pipelining {
 			if ap, err := c.AsyncAutoPipeline(); err == nil {
 				nd.ap = ap
@@ -247,7 +242,7 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, holderTTL, nil
 	}
-	l, err := obtainWaiting(ctx, key, rk, o, r.waiters, try, nil)
+	l, err := obtain(ctx, try, obtainCall{key: key, rk: rk, o: o, w: r.waiters})
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}
@@ -319,8 +314,8 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 		op.raw = []any{"set", rk, token, "px", ttlMs, "nx"}
 		op.once = true
 	} else {
-		fenceFlag := o.fenceFlag()
-		op = nodeOp{script: acquireScript, src: acquireSrc, id: scriptAcquire, keys: []string{rk, fenceKey(rk)}, args: []any{token, ttlMs, fenceFlag}}
+		op.script = acquireScript
+		op.keys, op.args = acquireCall(rk, token, o)
 	}
 	fences := make([]int64, n)
 	var holders []time.Duration // remaining TTLs of other holders' keys
@@ -388,7 +383,7 @@ func (b *redlockBackend) raiseFence(ctx context.Context, rk, token string, took 
 			fence = max(fence, fences[i])
 		}
 	}
-	op := nodeOp{script: raiseFenceScript, src: raiseFenceSrc, id: scriptRaiseFence, keys: []string{rk, fenceKey(rk)}, args: []any{token, fence}}
+	op := nodeOp{script: raiseFenceScript, keys: []string{rk, fenceKey(rk)}, args: []any{token, fence}}
 	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, sel, &op, func(_ int, cmd *redis.Cmd) (verdict, error) {
 		switch n, err := cmd.Int64(); {
 		case err != nil:
@@ -431,7 +426,7 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 	if !mine {
 		return
 	}
-	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{rk}, args: []any{token}}
+	op := nodeOp{script: releaseScript, keys: []string{rk}, args: []any{token}}
 	b.r.fanOut(context.WithoutCancel(ctx), b.nodeTimeout, skipSlow, sel, &op, ignoreAnswer)
 }
 
@@ -478,7 +473,7 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 		return errExpired
 	}
 	gone := make([]bool, len(b.r.nodes))
-	op := nodeOp{script: refreshHealScript, src: refreshHealSrc, id: scriptRefreshHeal, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
+	op := nodeOp{script: refreshHealScript, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
 	res := b.r.fanOut(ctx, timeout, untilQuorum, b.mayHold, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
 		switch n, err := cmd.Int64(); {
 		case err != nil:
@@ -509,7 +504,7 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 // a QuorumError matching ErrUnknownOutcome. A release is never re-sent to a
 // node by go-redis, where a second run would find the key it deleted gone.
 func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
-	op := nodeOp{script: releaseScript, src: releaseSrc, id: scriptRelease, keys: []string{l.rkey}, args: []any{l.token}, once: true}
+	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token}, once: true}
 	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, b.mayHold, &op, func(_ int, cmd *redis.Cmd) (verdict, error) {
 		n, err := cmd.Int64()
 		switch {
@@ -534,7 +529,7 @@ func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
 func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, error) {
 	r := b.r
 	ttls := make([]int64, len(r.nodes))
-	op := nodeOp{script: pttlScript, src: pttlSrc, id: scriptPTTL, keys: []string{l.rkey}, args: []any{l.token}}
+	op := nodeOp{script: pttlScript, keys: []string{l.rkey}, args: []any{l.token}}
 	res := r.fanOut(ctx, b.nodeTimeout, waitAll, b.mayHold, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
 		ms, err := cmd.Int64()
 		switch {

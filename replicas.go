@@ -105,7 +105,7 @@ func replicaNode(ctx context.Context, c redis.UniversalClient, rk string) (*redi
 // returns the script's reply and how many replicas acknowledged. When WAIT
 // failed (e.g. NOPERM) it returns the error together with the script's
 // reply, as the script did run.
-func (lk *Locker) replicated(ctx context.Context, r replication, script *redis.Script, keys []string, args ...any) (*redis.Cmd, int, error) {
+func (lk *Locker) replicated(ctx context.Context, r replication, script *script, keys []string, args ...any) (*redis.Cmd, int, error) {
 	node, err := replicaNode(ctx, lk.conns.client, keys[0])
 	if err != nil {
 		return nil, 0, err
@@ -143,8 +143,8 @@ func (lk *Locker) replicated(ctx context.Context, r replication, script *redis.S
 // WAIT. A lock fewer replicas acknowledged is given back (unless it is a
 // caller's token re-attaching, which may be a live Lock's).
 func (lk *Locker) acquireReplicated(ctx context.Context, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, err error) {
-	fenceFlag := o.fenceFlag()
-	cmd, acked, waitErr := lk.replicated(ctx, o.repl, acquireScript, []string{rk, fenceKey(rk)}, token, o.ttl.Milliseconds(), fenceFlag)
+	keys, args := acquireCall(rk, token, o)
+	cmd, acked, waitErr := lk.replicated(ctx, o.repl, acquireScript, keys, args...)
 	if cmd == nil {
 		return false, 0, 0, waitErr // the script did not run
 	}

@@ -25,16 +25,50 @@ var (
 	//go:embed scripts/refresh_heal.lua
 	refreshHealSrc string
 
-	acquireScript  = redis.NewScript(acquireSrc)
-	releaseScript  = redis.NewScript(releaseSrc)
-	refreshScript  = redis.NewScript(refreshSrc)
-	pttlScript     = redis.NewScript(pttlSrc)
-	transferScript = redis.NewScript(transferSrc)
+	//go:embed scripts/raise_fence.lua
+	raiseFenceSrc string
+
+	acquireScript  = newScript(acquireSrc)
+	releaseScript  = newScript(releaseSrc)
+	refreshScript  = newScript(refreshSrc)
+	pttlScript     = newScript(pttlSrc)
+	transferScript = newScript(transferSrc)
 	// refreshHealScript is the Redlock's refresh: it also tells a key gone
 	// from the node (which the refresh then takes again with SET NX, once a
 	// quorum confirmed the hold) from one another token holds.
-	refreshHealScript = redis.NewScript(refreshHealSrc)
+	refreshHealScript = newScript(refreshHealSrc)
+	raiseFenceScript  = newScript(raiseFenceSrc)
 )
+
+// A script is one of the library's Lua scripts. Its Run (redis.Script's)
+// sends EVALSHA and falls back to EVAL on NOSCRIPT; a Redlock fan-out
+// (nodeOp) sends the source itself to a node that may not have the script
+// cached, which it tracks per node with bit id of rlNode.eval. A new script
+// is a file in scripts/ and one newScript line: nothing else keeps a list.
+type script struct {
+	*redis.Script
+	src string
+	id  uint8
+}
+
+// scripts holds every script made by newScript, by id.
+var scripts []*script
+
+func newScript(src string) *script {
+	s := &script{Script: redis.NewScript(src), src: src, id: uint8(len(scripts))}
+	scripts = append(scripts, s)
+	return s
+}
+
+// allScripts is the rlNode.eval mask with a bit for every script.
+func allScripts() uint32 { return 1<<len(scripts) - 1 }
+
+// acquireCall returns acquire.lua's KEYS and ARGV for an attempt with token
+// under o: the lock key and its fence counter; the token, the TTL in ms,
+// and "1" to draw a fence (WithFencing) or "0".
+func acquireCall(rk, token string, o options) (keys []string, args []any) {
+	return []string{rk, fenceKey(rk)}, []any{token, o.ttl.Milliseconds(), o.fenceFlag()}
+}
 
 // pttlNotHeld is what pttl.lua answers when the token does not hold the lock.
 const pttlNotHeld = -3
@@ -64,6 +98,6 @@ var (
 	//go:embed scripts/once_finish.lua
 	onceFinishSrc string
 
-	onceAcquireScript = redis.NewScript(onceAcquireSrc)
-	onceFinishScript  = redis.NewScript(onceFinishSrc)
+	onceAcquireScript = newScript(onceAcquireSrc)
+	onceFinishScript  = newScript(onceFinishSrc)
 )

@@ -24,11 +24,7 @@ end
 return {redis.call('PTTL', KEYS[1]), fence, done}
 `
 
-var statusScript = redis.NewScript(statusSrc)
-
-// scriptStatus is the status script's id on Redlock nodes (rlNode.eval),
-// apart from quorum.go's ids as Once's are.
-const scriptStatus uint8 = 29
+var statusScript = newScript(statusSrc)
 
 // LockStatus is what Status reports about one lock key.
 type LockStatus struct {
@@ -165,7 +161,7 @@ func (r *Redlock) Status(ctx context.Context, key string, opts ...Option) (LockS
 	}
 	rk := lockKey(o.prefix, key)
 	replies := make([][]int64, len(r.nodes))
-	op := nodeOp{script: statusScript, src: statusSrc, id: scriptStatus, keys: []string{rk, fenceKey(rk)}, args: []any{onceDonePrefix}}
+	op := nodeOp{script: statusScript, keys: []string{rk, fenceKey(rk)}, args: []any{onceDonePrefix}}
 	res := r.fanOut(ctx, o.nodeTimeout, waitAll, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
 		v, err := cmd.Int64Slice()
 		switch {

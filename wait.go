@@ -17,34 +17,6 @@ import (
 // other than contention.
 type attemptFunc func(ctx context.Context) (l *Lock, holderTTL time.Duration, err error)
 
-// obtain runs the attempts of a caller that does not block: until one
-// succeeds, the retry strategy gives up or ctx ends. Each wait is capped by
-// the holder's remaining TTL. (Blocking callers wait in obtainWaiting.)
-func obtain(ctx context.Context, key string, o options, try attemptFunc) (*Lock, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, notObtainedByCtx(key, err)
-	}
-	for n := 1; ; n++ {
-		l, holderTTL, err := try(ctx)
-		if err != nil {
-			return nil, attemptErr(ctx, key, err)
-		}
-		if l = usable(l); l != nil {
-			return l, nil
-		}
-		delay, more := o.retry.NextBackoff(n)
-		if !more {
-			return nil, fmt.Errorf("obtain %q: %w", key, ErrNotObtained)
-		}
-		if holderTTL >= 0 && delay > holderTTL {
-			delay = holderTTL
-		}
-		if err := sleep(ctx, delay); err != nil {
-			return nil, notObtainedByCtx(key, err)
-		}
-	}
-}
-
 // usable returns l when its validity has not passed yet, and otherwise
 // ends it (its keys expire within the drift allowance: nothing to send)
 // and returns nil, so that no Obtain hands out a lock that is already
@@ -290,56 +262,62 @@ func (w *waiters) subscribe(ctx context.Context, rk string, rm *room, limit time
 	}
 }
 
-// obtainWaiting is obtain for WithBlocking callers of an owner with
-// waiters: wake-on-release instead of polling. rk is the lock's Redis key;
-// h, when not nil, lets a releasing holder of the same owner hand the lock
-// over to this caller while it waits.
-func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, try attemptFunc, h *heir) (*Lock, error) {
-	if !o.blocking {
-		return obtain(ctx, key, o, try)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, notObtainedByCtx(key, err)
-	}
-	holderTTL := time.Duration(-1)
-	if !w.busy(rk) {
-		// Nobody of ours waits for this key: try at once.
-		l, ttl, err := try(ctx)
-		if err != nil {
-			return nil, attemptErr(ctx, key, err)
-		}
-		if l = usable(l); l != nil {
-			return l, nil
-		}
-		holderTTL = ttl
-	}
-	rm, tk, first := w.join(rk, h)
-	obtained := false
-	defer func() { w.leave(rk, rm, tk, obtained, o.ttl) }()
+// An obtainCall is what one Obtain (or Once, or Redlock.Obtain) needs to
+// reach the lock besides its attempts: its key, its options, and its
+// owner's blocked callers. (The attempt function is obtain's own
+// parameter: inside the struct it would be moved to the heap with
+// everything the key's error message makes escape.)
+type obtainCall struct {
+	op  string // names the call in errors: "obtain" when empty, "once"
+	key string // as the caller gave it
+	rk  string // the lock's Redis key
+	o   options
+	w   *waiters // the owner's blocked callers (WithBlocking)
+	// h, when not nil, lets a releasing holder of the same owner hand the
+	// lock over to this caller while it waits.
+	h *heir
+}
 
-	var t turn
-	if first {
-		// Subscribe before the retry, so that a release between the
-		// retry and the wait cannot go unnoticed.
-		limit := readyTimeout
-		if holderTTL >= 0 {
-			limit = min(limit, holderTTL)
-		}
-		w.subscribe(ctx, rk, rm, limit)
-		t = turn{attempt: true, holderTTL: -1}
-	} else {
-		select {
-		case t = <-tk.turn:
-		case <-ctx.Done():
-			return nil, notObtainedByCtx(key, ctx.Err())
-		}
+// obtain is the one retry and wait loop of every primitive. It makes
+// attempts (try) until one succeeds, the retry strategy gives up or ctx ends;
+// each wait between attempts is capped by the holder's remaining TTL.
+//
+// A blocked caller (WithBlocking) never gives up before ctx ends: when its
+// strategy has no more delays it re-checks after defaultBlockingFallback's.
+// It waits in its owner's room (see waiters): the first of the owner's
+// callers blocked on the key subscribes to the key's wake channel, then
+// attempts; the others wait for their turn as head. A head attempts once
+// per wake-up, per expiry of the holder's TTL, or per fallback delay,
+// whichever comes first, and may be handed the lock by a release of the
+// same owner (c.h).
+func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, notObtainedByCtx(c.name(), c.key, err)
 	}
-	for n := 1; ; n++ {
+	var (
+		rm       *room   // the room this caller waits in, once blocked
+		tk       *ticket // its place there
+		obtained bool
+	)
+	// Not deferred in the loop: a deferred closure there would move every
+	// variable it captures to the heap, for the non-blocking calls too.
+	defer func() {
+		if rm != nil {
+			c.w.leave(c.rk, rm, tk, obtained, c.o.ttl)
+		}
+	}()
+	// A blocked caller tries at once only when no caller of its owner
+	// waits for the key already; otherwise it queues behind them.
+	t := turn{attempt: !c.o.blocking || !c.w.busy(c.rk), holderTTL: -1}
+	for n := 0; ; {
 		if t.attempt {
-			wake := rm.next()
+			var wake <-chan struct{}
+			if rm != nil {
+				wake = rm.next()
+			}
 			l, ttl, err := try(ctx)
 			if err != nil {
-				return nil, attemptErr(ctx, key, err)
+				return nil, attemptErr(ctx, c.name(), c.key, err)
 			}
 			if l = usable(l); l != nil {
 				obtained = true
@@ -347,58 +325,108 @@ func obtainWaiting(ctx context.Context, key, rk string, o options, w *waiters, t
 			}
 			t = turn{wake: wake, holderTTL: ttl}
 		}
-		delay, more := o.retry.NextBackoff(n)
+		if c.o.blocking && rm == nil {
+			var first bool
+			rm, tk, first = c.w.join(c.rk, c.h)
+			if first {
+				// Subscribe before the retry, so that a release between
+				// the retry and the wait cannot go unnoticed.
+				limit := readyTimeout
+				if t.holderTTL >= 0 {
+					limit = min(limit, t.holderTTL)
+				}
+				c.w.subscribe(ctx, c.rk, rm, limit)
+				t = turn{attempt: true, holderTTL: -1}
+				continue
+			}
+			select {
+			case t = <-tk.turn:
+			case <-ctx.Done():
+				return nil, notObtainedByCtx(c.name(), c.key, ctx.Err())
+			}
+			continue
+		}
+		n++
+		delay, more := c.o.retry.NextBackoff(n)
 		if !more {
+			if !c.o.blocking {
+				return nil, fmt.Errorf("%s %q: %w", c.name(), c.key, ErrNotObtained)
+			}
 			delay, _ = defaultBlockingFallback.NextBackoff(n)
 		}
 		if t.holderTTL >= 0 && delay > t.holderTTL {
 			delay = t.holderTTL
 		}
-		timer := time.NewTimer(delay)
-		if h != nil {
-			w.park(rm, tk)
+		l, err := c.wait(ctx, rm, tk, t.wake, delay)
+		if err != nil {
+			return nil, err
 		}
-		claimed := false
-		var l *Lock
-		select {
-		case <-t.wake:
-		case <-timer.C:
-		case <-ctx.Done():
-		case l = <-tk.grant:
-			claimed = true
-		}
-		timer.Stop()
-		if h != nil && !claimed && !w.unpark(rm, tk) {
-			// A release of this owner is handing the lock over to us:
-			// its outcome decides, unless our ctx ends first (then the
-			// releaser gives back what it obtained for us).
-			select {
-			case l = <-tk.grant:
-			case <-ctx.Done():
-				if tk.abandon() {
-					return nil, notObtainedByCtx(key, ctx.Err())
-				}
-				l = <-tk.grant // delivered meanwhile: it is there
-			}
-		}
-		if l = usable(l); l != nil {
+		if l != nil {
 			obtained = true
 			return l, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, notObtainedByCtx(key, err)
 		}
 		t.attempt = true
 	}
 }
 
-// attemptErr wraps the error of an attempt; nil stays nil.
-func attemptErr(ctx context.Context, key string, err error) error {
+// wait waits between two attempts: for delay, a wake-up, a hand-over (a
+// blocked caller of an owner that hands locks over) or the end of ctx. It
+// returns the lock handed over, if any, and ctx's end as an error.
+func (c *obtainCall) wait(ctx context.Context, rm *room, tk *ticket, wake <-chan struct{}, delay time.Duration) (*Lock, error) {
+	timer := time.NewTimer(delay)
+	handOver := c.h != nil && tk != nil
+	var grant <-chan *Lock
+	if handOver {
+		grant = tk.grant
+		c.w.park(rm, tk)
+	}
+	claimed := false
+	var l *Lock
+	select {
+	case <-wake:
+	case <-timer.C:
+	case <-ctx.Done():
+	case l = <-grant:
+		claimed = true
+	}
+	timer.Stop()
+	if handOver && !claimed && !c.w.unpark(rm, tk) {
+		// A release of this owner is handing the lock over to us: its
+		// outcome decides, unless our ctx ends first (then the releaser
+		// gives back what it obtained for us).
+		select {
+		case l = <-grant:
+		case <-ctx.Done():
+			if tk.abandon() {
+				return nil, notObtainedByCtx(c.name(), c.key, ctx.Err())
+			}
+			l = <-grant // delivered meanwhile: it is there
+		}
+	}
+	if l = usable(l); l != nil {
+		return l, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, notObtainedByCtx(c.name(), c.key, err)
+	}
+	return nil, nil
+}
+
+// name is how the call's errors name it.
+func (c *obtainCall) name() string {
+	if c.op == "" {
+		return "obtain"
+	}
+	return c.op
+}
+
+// attemptErr wraps the error of an attempt of call op; nil stays nil.
+func attemptErr(ctx context.Context, op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return notObtainedByCtx(key, ctxErr)
+		return notObtainedByCtx(op, key, ctxErr)
 	}
-	return fmt.Errorf("obtain %q: %w", key, err)
+	return fmt.Errorf("%s %q: %w", op, key, err)
 }

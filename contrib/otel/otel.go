@@ -20,7 +20,8 @@
 //	                                                      lock or to giving up; distlock.obtain.outcome =
 //	                                                      obtained | not_obtained | error (+ error.type)
 //	distlock.lock.obtain.attempts   counter    {attempt}  distlock.attempt.outcome = obtained | contended | error
-//	                                                      (+ error.type)
+//	                                                      (+ error.type); obtained counts a lock handed over
+//	                                                      to a waiter too (events do not tell it apart)
 //	distlock.lock.held              updown     {lock}     locks held now: +1 when obtained, −1 when released,
 //	                                                      lost or handed over
 //	distlock.lock.hold.duration     histogram  s          from obtained to the end of the hold; distlock.lock.end =

@@ -107,8 +107,9 @@ var (
 // spans (see the package doc). Make one with New; it is safe for concurrent
 // use, and one Observer may serve any number of Lockers and Redlocks. It
 // stays registered with its MeterProvider (whose collections read its
-// counts) for as long as the provider lives: make one per process, not one
-// per Locker.
+// counts) for as long as the provider lives, so make one and share it
+// rather than one per Locker; two on one provider report the sum of their
+// counts.
 //
 // The counters and the up-down counter are asynchronous instruments: an
 // event adds to a count the Observer keeps (one atomic add), and each

@@ -407,6 +407,9 @@ func (l *Lock) endLocked() {
 		return
 	}
 	l.ended = true
+	// Observed before Done closes: whoever wakes on Done finds the loss
+	// reported.
+	l.reportLossLocked()
 	if l.done != nil {
 		close(l.done)
 	}
@@ -421,7 +424,6 @@ func (l *Lock) endLocked() {
 		e.cancel(cause)
 	}
 	l.ends = nil
-	l.reportLossLocked()
 }
 
 // endHook is one context made by Context.

@@ -167,3 +167,232 @@ func TestClusterWakeUpOnKeysShardOnly(t *testing.T) {
 		t.Logf("%s: spublish %d, ssubscribe %d, publishshard received %d", n.Addr(), delta("spublish"), delta("ssubscribe"), bus("cluster_stats_messages_publishshard_received"))
 	}
 }
+
+// attemptSlack is what the move tests allow beyond ResubscribeBound for
+// the client's reload of its slot map (go-redis: at most every 200ms) and
+// the waiter's one attempt (a round trip, and a MOVED redirect after the
+// slot moved), on a loaded machine under -race.
+const attemptSlack = 500 * time.Millisecond
+
+// shardSubscribers counts the subscribers of the shard channel ch on the
+// running nodes among nodes, one count per node.
+func shardSubscribers(t *testing.T, nodes []*redistest.Server, ch string) []int64 {
+	t.Helper()
+	counts := make([]int64, len(nodes))
+	for i, n := range nodes {
+		if n.Pid() == 0 {
+			continue
+		}
+		if v, _ := n.Exec(t, "PUBSUB", "SHARDNUMSUB", ch).([]any); len(v) == 2 {
+			counts[i], _ = v[1].(int64)
+		}
+	}
+	return counts
+}
+
+// waitSubscribedIn waits until the shard channel ch has exactly one
+// subscriber among the running nodes of nodes, and returns its index.
+func waitSubscribedIn(t *testing.T, nodes []*redistest.Server, ch string) int {
+	t.Helper()
+	at := -1
+	require.Eventually(t, func() bool {
+		at = -1
+		total := int64(0)
+		for i, c := range shardSubscribers(t, nodes, ch) {
+			total += c
+			if c > 0 {
+				at = i
+			}
+		}
+		return total == 1
+	}, 10*time.Second, 5*time.Millisecond, "one subscriber of %s", ch)
+	return at
+}
+
+// holdAndBlock has holder obtain key (TTL a minute) and a waiter block on
+// it with onlyWakeUps until nodes[at] counts the waiter's subscription;
+// it returns the lock, the outcome channel and its cancel.
+func holdAndBlock(t *testing.T, ctx context.Context, holder, waiter *distlock.Locker, key string, sub *redistest.Server) (*distlock.Lock, <-chan outcome, context.CancelFunc) {
+	t.Helper()
+	l, err := holder.Obtain(ctx, key, distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	wctx, wcancel := context.WithCancel(ctx)
+	t.Cleanup(wcancel)
+	res := blockedObtain(wctx, waiter, key, onlyWakeUps...)
+	waitShardSubscribers(t, sub, wakeChannel(key), 1)
+	return l, res, wcancel
+}
+
+// releaseAndAwait releases l and waits for the blocked waiter's outcome:
+// it must have obtained within bound of the release. It releases the
+// waiter's lock and returns how long the waiter took.
+func releaseAndAwait(t *testing.T, ctx context.Context, l *distlock.Lock, res <-chan outcome, wcancel context.CancelFunc, bound time.Duration, what string) time.Duration {
+	t.Helper()
+	released := time.Now()
+	require.NoError(t, l.Release(ctx), what)
+	o := awaitOutcome(t, res, wcancel, wakeWithin+bound, what)
+	require.NoError(t, o.err, what)
+	took := o.at.Sub(released)
+	t.Logf("%s: the waiter obtained %v after the release", what, took)
+	assert.LessOrEqual(t, took, bound, "%s: woken too late", what)
+	require.NoError(t, o.l.Release(ctx), what)
+	return took
+}
+
+// TestClusterWakeUpAcrossFailover: a caller blocked on a key across a
+// CLUSTER FAILOVER of the key's shard is still woken by the release after
+// it.
+//
+//  1. A cluster of 3 masters with one replica each; the holder and the
+//     waiter are Lockers on clients of their own. The waiter re-checks by
+//     itself only once a minute.
+//  2. The holder obtains K; the waiter blocks, subscribed on K's master.
+//  3. CLUSTER FAILOVER on K's replica: the old master, now a replica,
+//     drops the waiter's sharded subscription (an SUNSUBSCRIBE push).
+//  4. The waiter's subscription comes back on K's shard by itself (on the
+//     new master, or on the old one, which as a replica of the shard
+//     serves it too); then the holder releases: the waiter obtains within
+//     wakeWithin.
+//  5. Again with a failover back, and the release at once after it, maybe
+//     before the subscription is back: the waiter obtains within the
+//     documented bound, ResubscribeBound (plus attemptSlack).
+func TestClusterWakeUpAcrossFailover(t *testing.T) {
+	cl := redistest.StartClusterWithReplicas(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	holder := distlock.New(cl.Client(t))
+	waiter := distlock.New(cl.Client(t))
+	const key = "stock:sku2"
+	ch := wakeChannel(key)
+	i := cl.Shard(int(distlock.KeySlot(ch)))
+
+	l, res, wcancel := holdAndBlock(t, ctx, holder, waiter, key, cl.Nodes[i])
+	cl.Failover(t, i, false)
+	shard := []*redistest.Server{cl.Nodes[i], cl.Replicas[i]}
+	at := waitSubscribedIn(t, shard, ch)
+	t.Logf("after the failover the waiter listens on the shard's %s", []string{"new master", "old master (now its replica)"}[at])
+	releaseAndAwait(t, ctx, l, res, wcancel, wakeWithin, "release after the subscription came back")
+
+	l, res, wcancel = holdAndBlock(t, ctx, holder, waiter, key, cl.Nodes[i])
+	cl.Failover(t, i, false)
+	releaseAndAwait(t, ctx, l, res, wcancel, distlock.ResubscribeBound+attemptSlack, "release at once after the failover")
+}
+
+// TestClusterWakeUpAcrossReshard: a subscription follows its slot when a
+// reshard moves it to another master, whose old owner answers MOVED.
+//
+//  1. A cluster of 3 masters; holder and waiter on clients of their own.
+//  2. The holder obtains K; the waiter blocks, subscribed on K's master A.
+//  3. K's slot moves to master B (with K): A drops the subscription (an
+//     SUNSUBSCRIBE push); the waiter's client, whose slot map still names
+//     A, subscribes there again and gets MOVED, reloads and subscribes on
+//     B.
+//  4. B counts the subscription; the holder releases (its client follows
+//     MOVED to B); the waiter obtains within wakeWithin.
+//  5. The slot moves on to master C, and the holder releases at once: the
+//     waiter obtains within ResubscribeBound (plus attemptSlack).
+func TestClusterWakeUpAcrossReshard(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	holder := distlock.New(cl.Client(t))
+	waiter := distlock.New(cl.Client(t))
+	const key = "stock:sku3"
+	ch := wakeChannel(key)
+	slot := int(distlock.KeySlot(ch))
+	a := cl.Shard(slot)
+	b, c := (a+1)%3, (a+2)%3
+
+	l, res, wcancel := holdAndBlock(t, ctx, holder, waiter, key, cl.Nodes[a])
+	cl.MoveSlot(t, slot, b)
+	assert.Equal(t, 0, waitSubscribedIn(t, []*redistest.Server{cl.Nodes[b], cl.Nodes[a], cl.Nodes[c]}, ch), "the subscription is not on the slot's new master")
+	releaseAndAwait(t, ctx, l, res, wcancel, wakeWithin, "release after the subscription moved")
+
+	l, res, wcancel = holdAndBlock(t, ctx, holder, waiter, key, cl.Nodes[b])
+	cl.MoveSlot(t, slot, c)
+	releaseAndAwait(t, ctx, l, res, wcancel, distlock.ResubscribeBound+attemptSlack, "release at once after the reshard")
+	assert.Equal(t, []int64{0, 0, 0}, shardSubscribers(t, cl.Nodes, ch), "a subscription left behind")
+}
+
+// TestClusterWakeUpAcrossCrash: a caller blocked on a key whose master
+// crashes is still woken by a release once the replica has taken over.
+//
+//  1. A cluster of 3 masters with one replica each; holder and waiter on
+//     clients of their own, the waiter re-checking only once a minute.
+//  2. The holder obtains K; the waiter blocks, subscribed on K's master.
+//  3. K's master is killed (SIGKILL): the waiter's connection fails; its
+//     notifier tries again and again (at most 1s apart, without waking
+//     the waiter, whose attempt would fail against the dead node) while
+//     the replica, after the node timeout, promotes itself.
+//  4. Once every running node reports the cluster ok and the holder's
+//     client has reloaded its slot map (it still routes K to the dead
+//     node: go-redis reloads by itself only after a MOVED, or every 10s),
+//     the holder releases (the lock was replicated before the crash): the
+//     waiter obtains within ResubscribeBound (plus attemptSlack).
+func TestClusterWakeUpAcrossCrash(t *testing.T) {
+	cl := redistest.StartClusterWithReplicas(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hc := cl.Client(t)
+	holder := distlock.New(hc)
+	waiter := distlock.New(cl.Client(t))
+	const key = "stock:sku4"
+	i := cl.Shard(int(distlock.KeySlot(wakeChannel(key))))
+
+	l, res, wcancel := holdAndBlock(t, ctx, holder, waiter, key, cl.Nodes[i])
+	// The lock must be on the replica before the crash, or the release
+	// after it finds nothing to release.
+	require.EqualValues(t, 1, cl.Nodes[i].Exec(t, "WAIT", 1, 5000))
+	cl.KillMaster(t, i)
+	hc.ReloadState(ctx)
+	require.Eventually(t, func() bool {
+		_, err := l.TTL(ctx)
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "the holder's client does not reach the new master")
+	releaseAndAwait(t, ctx, l, res, wcancel, distlock.ResubscribeBound+attemptSlack, "release after the crash and failover")
+}
+
+// TestClusterWakeUpWithoutShardedPubSub: on a Cluster whose servers lack
+// sharded pub/sub (as before Redis 7.0; here SPUBLISH, SSUBSCRIBE and
+// SUNSUBSCRIBE are renamed away), releases fall back to PUBLISH and
+// waiters to SUBSCRIBE, and wake-ups still arrive.
+//
+//  1. A cluster of 3 masters without SPUBLISH, SSUBSCRIBE, SUNSUBSCRIBE;
+//     holder and waiter on clients of their own.
+//  2. 2 rounds: the holder obtains K, the waiter blocks (re-checking only
+//     once a minute) until some node counts its plain subscription, the
+//     holder releases: the waiter obtains within wakeWithin.
+//  3. No wake-up was counted lost; PUBLISH ran once per release on K's
+//     master.
+func TestClusterWakeUpWithoutShardedPubSub(t *testing.T) {
+	cl := redistest.StartClusterArgs(t, 3,
+		"--rename-command", "SPUBLISH", "",
+		"--rename-command", "SSUBSCRIBE", "",
+		"--rename-command", "SUNSUBSCRIBE", "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	holder := distlock.New(cl.Client(t))
+	waiter := distlock.New(cl.Client(t))
+	const key, rounds = "stock:sku5", 2
+	ch := wakeChannel(key)
+	master := cl.Nodes[cl.Shard(int(distlock.KeySlot(ch)))]
+	before := master.CommandStats(t)
+	for round := range rounds {
+		l, err := holder.Obtain(ctx, key, distlock.WithTTL(time.Minute))
+		require.NoError(t, err)
+		wctx, wcancel := context.WithCancel(ctx)
+		res := blockedObtain(wctx, waiter, key, onlyWakeUps...)
+		require.Eventually(t, func() bool {
+			for _, n := range cl.Nodes {
+				if v, _ := n.Exec(t, "PUBSUB", "NUMSUB", ch).([]any); len(v) == 2 && v[1] == int64(1) {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 5*time.Millisecond, "a plain subscription of %s", ch)
+		releaseAndAwait(t, ctx, l, res, wcancel, wakeWithin, "round "+strconv.Itoa(round))
+		wcancel()
+	}
+	assert.Zero(t, holder.LostWakeups()+waiter.LostWakeups(), "wake-ups counted lost")
+	assert.Equal(t, int64(2*rounds), master.CommandStats(t)["publish"]-before["publish"], "PUBLISH calls on the key's master")
+}

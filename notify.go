@@ -32,25 +32,37 @@ import (
 // publish with SPUBLISH and waiters listen with SSUBSCRIBE, so that a
 // release reaches only the key's shard (its master, and the replicas the
 // master forwards it to) instead of being broadcast to every node. The
-// channel shares the lock's hash slot. A sharded subscription lives on the
-// node that serves the slot, so the notifier keeps one connection per
-// master that holds channels someone waits on (one SSUBSCRIBE per slot: a
-// command may not span slots), and follows a slot that moves: when the
-// server drops a subscription by itself (an SUNSUBSCRIBE nobody asked for,
-// sent by a node that lost the slot to a failover or a reshard), answers
-// MOVED, ASK, TRYAGAIN or CLUSTERDOWN, or the connection fails, the
-// notifier asks the client to reload the slot map and subscribes the
-// channels again where the slot now lives: first 10ms later, then backing
-// off to retries at most 1s apart while it keeps failing. It wakes the
-// channels' waiters at every retry and again when the new subscription is
-// confirmed, so they re-check: a release during the move is noticed at the
-// latest 1s (maxReceiveBackoff) plus one attempt after it, and a waiter
-// re-checks after its new subscription is confirmed, so no release after
-// that goes unheard. A server without sharded pub/sub (before Redis 7.0)
-// answers SSUBSCRIBE with an unknown-command error: the notifier then
-// subscribes with SUBSCRIBE, as the release script falls back to PUBLISH
+// channel shares the lock's hash slot. A sharded subscription lives on a
+// node of the slot's shard, so the notifier keeps one connection per
+// master that serves channels someone waits on (one SSUBSCRIBE per slot: a
+// command may not span slots).
+//
+// It follows a slot that moves. When the server drops a subscription by
+// itself (an SUNSUBSCRIBE nobody asked for: its node lost the slot to a
+// failover or a reshard), answers MOVED, ASK, TRYAGAIN or CLUSTERDOWN, or
+// the connection fails (or its health check), the notifier asks the client
+// to reload its slot map and subscribes those channels again where the map
+// says their slot lives: 10ms after the loss, then at doubling intervals up
+// to maxReceiveBackoff (1s) while tries keep failing. The confirmation of
+// each re-subscription wakes the channel's waiters, so that they re-check:
+// a release published while the subscription was down is noticed then,
+// and none published after it goes unheard. The waiters are not woken
+// before: their attempts would meet the outage, and a blocked Obtain
+// returns the Redis error of an attempt. Bound: once the cluster has
+// settled (its nodes agree where the slot lives), the subscription is back
+// within resubscribeBound (2s: two tries, the first of which may still use
+// a slot map loaded before the cluster settled) plus the client's reload
+// of the map (go-redis reloads at most every 200ms); a waiter's own
+// fallback re-check (WithRetry's delay, at most 2s with WithBlocking
+// alone) comes first when it is sooner.
+//
+// A server without sharded pub/sub (before Redis 7.0) answers SSUBSCRIBE
+// with an unknown-command error: the notifier then subscribes with
+// SUBSCRIBE from then on, as the release script falls back to PUBLISH
 // there. A Cluster whose nodes run different versions (a rolling upgrade)
-// mixes both: its waiters may miss wake-ups and fall back to their re-checks.
+// mixes both: its waiters may miss wake-ups and fall back to their
+// re-checks. So may waiters of a process running an older distlock (which
+// subscribes with SUBSCRIBE) on a Cluster where newer ones release.
 //
 // Health check: a subscription connection that goes half-open (the peer
 // vanished without a FIN, a black-holed route) would otherwise never be
@@ -282,10 +294,7 @@ func (n *notifier) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<
 			m.lost(l)
 		}
 
-		add, drop, retried := m.plan()
-		for _, ch := range retried {
-			n.onWake(ch) // re-check: a release may have gone unheard meanwhile
-		}
+		add, drop := m.plan()
 		m.drop(drop)
 		m.add(add)
 
@@ -305,9 +314,9 @@ func (n *notifier) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<
 }
 
 // plan compares the wanted channels with those sent: add are to be
-// (re-)subscribed, drop to be unsubscribed; retried are the deferred
-// channels whose retry is due (they are in add when still wanted).
-func (m *manager) plan() (add map[string]*chanState, drop, retried []string) {
+// (re-)subscribed (deferred ones only once their retry is due), drop to be
+// unsubscribed.
+func (m *manager) plan() (add map[string]*chanState, drop []string) {
 	n := m.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -325,9 +334,6 @@ func (m *manager) plan() (add map[string]*chanState, drop, retried []string) {
 		}
 	}
 	for ch := range m.deferred {
-		if due && n.chans[ch] != nil {
-			retried = append(retried, ch)
-		}
 		if due || n.chans[ch] == nil {
 			delete(m.deferred, ch)
 		}
@@ -335,7 +341,7 @@ func (m *manager) plan() (add map[string]*chanState, drop, retried []string) {
 	if due || len(m.deferred) == 0 {
 		m.retryAt = time.Time{}
 	}
-	return add, drop, retried
+	return add, drop
 }
 
 // add subscribes the channels of add.
@@ -580,11 +586,17 @@ func (s *subscription) close() {
 }
 
 // Reader back-off after consecutive receive errors (a node that is down),
-// and a sharded notifier's between retries of lost subscriptions.
+// and a sharded notifier's between tries to subscribe again.
 const (
 	minReceiveBackoff = 10 * time.Millisecond
 	maxReceiveBackoff = time.Second
 )
+
+// resubscribeBound is how soon, once a Cluster has settled where a moved
+// slot lives, a sharded notifier has subscribed its channels again: two
+// tries, at most maxReceiveBackoff apart (plus the client's reload of its
+// slot map).
+const resubscribeBound = 2 * maxReceiveBackoff
 
 // read dispatches the subscription's messages until it is stopped. A
 // message or a (re-)subscription confirmation wakes the channel's waiters.

@@ -170,6 +170,27 @@ func (c *Cluster) Failover(t testing.TB, i int, force bool) {
 	c.WaitOK(t)
 }
 
+// KillMaster kills Nodes[i] (SIGKILL: no goodbye to its clients or to the
+// cluster), waits until its replica has promoted itself (after the
+// cluster node timeout, 2s, and an election) and every running node
+// reports the cluster ok, then swaps Nodes[i] and Replicas[i]: the dead
+// node is left as Replicas[i], stopped (Restart brings it back as a
+// replica of the new master).
+func (c *Cluster) KillMaster(t testing.TB, i int) {
+	t.Helper()
+	c.Nodes[i].Kill(t)
+	next := c.Replicas[i]
+	deadline := time.Now().Add(clusterTimeout)
+	for next.Info(t, "replication", "role") != "master" {
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: %s not promoted %v after its master was killed", next.Addr(), clusterTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Nodes[i], c.Replicas[i] = next, c.Nodes[i]
+	c.WaitOK(t)
+}
+
 // WaitOK waits up to 15s until every running node reports cluster_state:ok,
 // knows all len(Nodes) nodes and sees all 16384 slots assigned, and fails
 // the test otherwise.

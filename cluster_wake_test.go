@@ -2,10 +2,14 @@ package distlock_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -395,4 +399,128 @@ func TestClusterWakeUpWithoutShardedPubSub(t *testing.T) {
 	}
 	assert.Zero(t, holder.LostWakeups()+waiter.LostWakeups(), "wake-ups counted lost")
 	assert.Equal(t, int64(2*rounds), master.CommandStats(t)["publish"]-before["publish"], "PUBLISH calls on the key's master")
+}
+
+// TestClusterOnceWakeUp: on a Redis Cluster, Once's finish wakes the
+// callers waiting for the outcome with SPUBLISH on the key's shard.
+//
+//  1. A cluster of 3 masters; runner and waiter are Lockers on clients of
+//     their own.
+//  2. The runner's Once holds fn; the waiter's Once blocks (re-checking
+//     only once an hour) until the key's master counts its subscription.
+//  3. fn returns nil: the waiter returns ErrAlreadyDone within wakeWithin,
+//     without running fn; the key's master ran one SPUBLISH, no node a
+//     PUBLISH.
+func TestClusterOnceWakeUp(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runner := distlock.New(cl.Client(t))
+	waiter := distlock.New(cl.Client(t))
+	const key = "cache:k"
+	ch := wakeChannel(key)
+	master := cl.Shard(int(distlock.KeySlot(ch)))
+	before := countAll(t, cl.Nodes)
+
+	started, finish := make(chan struct{}), make(chan struct{})
+	errA := make(chan error, 1)
+	go func() {
+		errA <- runner.Once(ctx, key, time.Minute, func(context.Context) error {
+			close(started)
+			<-finish
+			return nil
+		})
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the runner's fn did not start")
+	}
+	errB := make(chan error, 1)
+	go func() {
+		errB <- waiter.Once(ctx, key, time.Minute, func(context.Context) error {
+			return errors.New("the waiter ran fn after a success")
+		}, distlock.WithBlocking(), distlock.WithRetry(distlock.LinearBackoff(time.Hour)))
+	}()
+	waitShardSubscribers(t, cl.Nodes[master], ch, 1)
+	finished := time.Now()
+	close(finish)
+	require.NoError(t, <-errA)
+	select {
+	case err := <-errB:
+		require.ErrorIs(t, err, distlock.ErrAlreadyDone)
+		t.Logf("the waiter learnt the outcome %v after fn returned", time.Since(finished))
+	case <-time.After(wakeWithin):
+		cancel()
+		<-errB
+		t.Fatalf("the waiter did not learn the outcome within %v", wakeWithin)
+	}
+	after := countAll(t, cl.Nodes)
+	for i, n := range cl.Nodes {
+		want := int64(0)
+		if i == master {
+			want = 1
+		}
+		assert.Equal(t, want, after[i].cmds["spublish"]-before[i].cmds["spublish"], "%s: SPUBLISH calls", n.Addr())
+		assert.Zero(t, after[i].cmds["publish"]-before[i].cmds["publish"], "%s: PUBLISH calls", n.Addr())
+	}
+}
+
+// peerAddr is the local address of the forwarder's own connection to the
+// target for accepted connection i: the client address the target sees.
+func (b *blackhole) peerAddr(i int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peers[i].LocalAddr().String()
+}
+
+// TestClusterHalfOpenSubscriptionIsNoticed: the health check notices a
+// sharded subscription connection that went half-open, within
+// 2×healthInterval (2s), and its replacement wakes the waiter.
+//
+//  1. A cluster of 3 masters; the waiter's client reaches K's master
+//     through a forwarder (its Dialer), the holder's directly. The waiter
+//     re-checks by itself only once a minute.
+//  2. The holder obtains K; the waiter blocks until K's master counts its
+//     subscription; the forwarder's connection that carries it (the one
+//     the master lists with ssub=1) starts swallowing every byte.
+//  3. The holder releases: the SPUBLISH is lost on that connection.
+//  4. The reader hears nothing, PINGs, hears nothing again: it gives the
+//     connection up; the notifier subscribes on a new one, and the
+//     confirmation wakes the waiter, which obtains within 2s plus slack
+//     (for the confirmation and one attempt) of the release.
+func TestClusterHalfOpenSubscriptionIsNoticed(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const key = "stock:sku6"
+	ch := wakeChannel(key)
+	master := cl.Nodes[cl.Shard(int(distlock.KeySlot(ch)))]
+	bh := newBlackhole(t, master.Addr())
+	waiter := distlock.New(cl.Client(t, func(o *redis.ClusterOptions) {
+		o.ReadTimeout, o.WriteTimeout = 10*time.Second, 10*time.Second
+		o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == master.Addr() {
+				addr = bh.Addr()
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	}))
+	holder := distlock.New(cl.Client(t))
+
+	l, res, wcancel := holdAndBlock(t, ctx, holder, waiter, key, master)
+	list, _ := master.Exec(t, "CLIENT", "LIST").(string)
+	sub := -1
+	for i := range bh.Conns() {
+		for _, line := range strings.Split(list, "\n") {
+			if strings.Contains(line, " addr="+bh.peerAddr(i)+" ") && strings.Contains(line, " ssub=1 ") {
+				sub = i
+			}
+		}
+	}
+	require.GreaterOrEqual(t, sub, 0, "no forwarded connection carries the subscription:\n%s", list)
+	bh.Swallow(sub)
+	releaseAndAwait(t, ctx, l, res, wcancel, 2*time.Second+slack, "release on a half-open subscription")
+	assert.Greater(t, bh.Conns(), sub+1, "the subscription was not replaced")
 }

@@ -43,7 +43,11 @@ import (
 // the connection fails (or its health check), the notifier asks the client
 // to reload its slot map and subscribes those channels again where the map
 // says their slot lives: 10ms after the loss, then at doubling intervals up
-// to maxReceiveBackoff (1s) while tries keep failing. The confirmation of
+// to maxReceiveBackoff (1s) while tries keep failing. It does not go back
+// to the node that gave the slot up while the map still names it (for up
+// to resubscribeBound): after a failover that node is a replica, which
+// serves SSUBSCRIBE, but the new master may not forward the shard's
+// messages to it yet (seen on Redis 7.0: a release lost that way). The confirmation of
 // each re-subscription wakes the channel's waiters, so that they re-check:
 // a release published while the subscription was down is noticed then,
 // and none published after it goes unheard. The waiters are not woken
@@ -162,10 +166,13 @@ type chanState struct {
 	ready chan struct{} // closed once the server confirmed the subscription
 }
 
-// lostChannel is a channel the server no longer sends on sub.
+// lostChannel is a channel the server no longer sends on sub. moved: the
+// node said the channel's slot is no longer its own (an SUNSUBSCRIBE
+// nobody asked for, or MOVED).
 type lostChannel struct {
 	channel string
 	sub     *subscription
+	moved   bool
 }
 
 // watch subscribes channel (counting references) and returns a channel
@@ -231,6 +238,12 @@ type subscription struct {
 	failed bool            // reported to the manager
 }
 
+// avoidance is a node not to subscribe a channel on until a time.
+type avoidance struct {
+	addr  string
+	until time.Time
+}
+
 // placement is where the manager has sent a channel's subscription.
 type placement struct {
 	cs  *chanState
@@ -246,7 +259,11 @@ type manager struct {
 
 	// Sharded channels to subscribe again at retryAt, after the server
 	// dropped them or their connection failed.
-	deferred  map[string]bool
+	deferred map[string]bool
+	// avoid is, by channel, the node that said the channel's slot is no
+	// longer its own, and until when a slot map that still names it is
+	// taken for stale.
+	avoid     map[string]avoidance
 	retryAt   time.Time
 	delay     time.Duration // the last retry's delay
 	lastRetry time.Time     // when it was scheduled
@@ -266,6 +283,7 @@ func (n *notifier) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<
 		subs:     make(map[string]*subscription),
 		on:       make(map[string]placement),
 		deferred: make(map[string]bool),
+		avoid:    make(map[string]avoidance),
 	}
 	defer m.closeAll()
 	for {
@@ -338,6 +356,11 @@ func (m *manager) plan() (add map[string]*chanState, drop []string) {
 			delete(m.deferred, ch)
 		}
 	}
+	for ch := range m.avoid {
+		if n.chans[ch] == nil {
+			delete(m.avoid, ch)
+		}
+	}
 	if due || len(m.deferred) == 0 {
 		m.retryAt = time.Time{}
 	}
@@ -384,6 +407,15 @@ func (m *manager) add(add map[string]*chanState) {
 			continue
 		}
 		addr := node.Options().Addr
+		if a, ok := m.avoid[ch]; ok && a.addr == addr && time.Now().Before(a.until) {
+			// The client's slot map still names the node that just gave
+			// the slot up: a subscription there (a replica now, after a
+			// failover) could miss messages. Wait for the reload.
+			m.deferRetry(ch)
+			n.cluster.ReloadState(context.Background())
+			continue
+		}
+		delete(m.avoid, ch)
 		sub := m.subs[addr]
 		if sub == nil {
 			sub = m.open(addr, node.SSubscribe(context.Background()), true)
@@ -504,6 +536,9 @@ func (m *manager) lost(l lostChannel) {
 		return // dropped, or sent elsewhere since
 	}
 	delete(m.on, l.channel)
+	if l.moved {
+		m.avoid[l.channel] = avoidance{addr: l.sub.addr, until: time.Now().Add(resubscribeBound)}
+	}
 	n := m.n
 	n.mu.Lock()
 	delete(l.sub.chans, l.channel)
@@ -565,6 +600,7 @@ func (m *manager) closeAll() {
 	}
 	clear(m.on)
 	clear(m.deferred)
+	clear(m.avoid)
 	m.retryAt = time.Time{}
 }
 
@@ -719,7 +755,7 @@ func (n *notifier) sunsubscribed(sub *subscription, channel string) {
 		return
 	}
 	if sub.chans[channel] {
-		n.lost = append(n.lost, lostChannel{channel: channel, sub: sub})
+		n.lost = append(n.lost, lostChannel{channel: channel, sub: sub, moved: true})
 		n.kickLocked()
 	}
 }
@@ -748,7 +784,7 @@ func (n *notifier) shardError(sub *subscription, reply redis.Error) {
 		defer n.mu.Unlock()
 		for ch := range sub.chans {
 			if slot < 0 || int(keySlot(ch)) == slot {
-				n.lost = append(n.lost, lostChannel{channel: ch, sub: sub})
+				n.lost = append(n.lost, lostChannel{channel: ch, sub: sub, moved: kind == "MOVED"})
 			}
 		}
 		n.kickLocked()

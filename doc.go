@@ -127,7 +127,12 @@
 // a busy process costs Redis one attempt per release, not one per
 // goroutine. A holder's release hands the lock straight to the first
 // blocked caller of the same Locker (one script, the lock never free), at
-// most 7 times in a row, so that other processes are not starved.
+// most 7 times in a row, so that other processes are not starved. On a
+// Redis Cluster (a *redis.ClusterClient) releases publish with SPUBLISH and
+// blocked callers listen with SSUBSCRIBE, so that a release reaches only
+// the key's shard; the subscription follows its slot across a failover or
+// a reshard, and its waiters re-check once it is back (within 2s once the
+// cluster has settled). Servers before Redis 7.0 get PUBLISH and SUBSCRIBE.
 //
 // # Observing
 //
@@ -197,9 +202,9 @@
 // For a lock named K the library writes "<prefix>{K}" (the lock, holding
 // the holder's token, or for Once a done marker until the window ends) and
 // "<prefix>{K}:fence" (the fence counter), and publishes releases on the
-// channel "<prefix>{K}:wake", with '{', '}' and '%' in the
-// prefix and K percent-escaped, so that the keys of one lock share a Redis
-// Cluster slot whatever K holds. The default prefix is "distlock:".
+// channel "<prefix>{K}:wake" (a shard channel on a Cluster), with '{', '}'
+// and '%' in the prefix and K percent-escaped, so that the keys of one lock
+// share a Redis Cluster slot whatever K holds. The default prefix is "distlock:".
 //
 // # Errors
 //

@@ -14,29 +14,6 @@ import (
 	"github.com/distlock/distlock/internal/redistest"
 )
 
-// keySlot is the Redis Cluster hash slot of a key: CRC16 (XMODEM) of the
-// hash tag (the bytes between the first '{' and the next '}', when not
-// empty) or of the whole key, modulo 16384.
-func keySlot(key string) uint16 {
-	if s := strings.IndexByte(key, '{'); s >= 0 {
-		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
-			key = key[s+1 : s+1+e]
-		}
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc % 16384
-}
-
 func TestKeySlotKnownValues(t *testing.T) {
 	// Values from the Redis Cluster specification and CLUSTER KEYSLOT.
 	for key, want := range map[string]uint16{"123456789": 0x31c3 % 16384, "foo": 12182, "{user1000}.following": 3443, "foo{}{bar}": 8363} {

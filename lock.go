@@ -246,7 +246,7 @@ func (lk *Locker) abandon(ctx context.Context, cause error, rk, token string) {
 	defer cancel()
 	run := lk.conns.get()
 	defer lk.conns.done()
-	_ = releaseScript.Run(ctx, run, []string{rk}, token).Err()
+	_ = releaseScript.Run(ctx, run, []string{rk}, token, lk.waiters.publish).Err()
 }
 
 // abandonTimeout bounds the clean-up of a failed attempt, as far as the
@@ -303,7 +303,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if tk := lk.waiters.claim(l.rkey); tk != nil {
 		return lk.handOver(ctx, l, tk)
 	}
-	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token}}
+	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token, lk.waiters.publish}}
 	run := lk.conns.get()
 	n, err := sendOnce(ctx, run, &op).Int64()
 	lk.conns.done()

@@ -118,7 +118,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 	return l.runOnce(ctx, fn, func(ctx context.Context) error {
 		run := lk.conns.get()
 		defer lk.conns.done()
-		n, err := onceFinishScript.Run(ctx, run, []string{rk}, l.token, onceDonePrefix+l.token, window.Milliseconds()).Int64()
+		n, err := onceFinishScript.Run(ctx, run, []string{rk}, l.token, onceDonePrefix+l.token, window.Milliseconds(), lk.waiters.publish).Int64()
 		switch {
 		case err != nil:
 			return err
@@ -174,7 +174,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 	}
 	return l.runOnce(ctx, fn, func(ctx context.Context) error {
 		op := nodeOp{script: onceFinishScript, keys: []string{rk},
-			args: []any{l.token, onceDonePrefix + l.token, window.Milliseconds()}}
+			args: []any{l.token, onceDonePrefix + l.token, window.Milliseconds(), r.waiters.publish}}
 		res := r.fanOut(ctx, b.nodeTimeout, untilQuorum, nil, &op, countHeld)
 		return r.holdOutcome("once", res, 0)
 	})

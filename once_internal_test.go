@@ -25,7 +25,7 @@ func TestOnceFinishIdempotent(t *testing.T) {
 	assert.Equal(t, []int64{onceObtained, 0}, res)
 
 	for range 2 {
-		n, err := onceFinishScript.Run(ctx, c, []string{rk}, "tok", onceDonePrefix+"tok", 60000).Int64()
+		n, err := onceFinishScript.Run(ctx, c, []string{rk}, "tok", onceDonePrefix+"tok", 60000, publishPlain).Int64()
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n)
 	}
@@ -36,7 +36,7 @@ func TestOnceFinishIdempotent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, ttl, 59*time.Second, "the window was not set")
 
-	n, err := onceFinishScript.Run(ctx, c, []string{rk}, "other", onceDonePrefix+"other", 60000).Int64()
+	n, err := onceFinishScript.Run(ctx, c, []string{rk}, "other", onceDonePrefix+"other", 60000, publishPlain).Int64()
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), n, "a stranger marked the key done")
 	v, err = c.Get(ctx, rk).Result()

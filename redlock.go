@@ -426,7 +426,7 @@ func (b *redlockBackend) abandon(ctx context.Context, rk, token string, took []v
 	if !mine {
 		return
 	}
-	op := nodeOp{script: releaseScript, keys: []string{rk}, args: []any{token}}
+	op := nodeOp{script: releaseScript, keys: []string{rk}, args: []any{token, b.r.waiters.publish}}
 	b.r.fanOut(context.WithoutCancel(ctx), b.nodeTimeout, skipSlow, sel, &op, ignoreAnswer)
 }
 
@@ -504,7 +504,7 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 // a QuorumError matching ErrUnknownOutcome. A release is never re-sent to a
 // node by go-redis, where a second run would find the key it deleted gone.
 func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
-	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token}, once: true}
+	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token, b.r.waiters.publish}, once: true}
 	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, b.mayHold, &op, func(_ int, cmd *redis.Cmd) (verdict, error) {
 		n, err := cmd.Int64()
 		switch {

@@ -73,6 +73,7 @@ const readyTimeout = time.Second
 // waiters coordinates the blocked callers of one Locker or Redlock.
 type waiters struct {
 	notifiers []*notifier
+	publish   string // how releases publish their wake-ups (notify.go), an argument of the scripts that do
 
 	// lostWakeups counts releases that freed a lock but could not
 	// publish its wake-up (see Locker.LostWakeups).
@@ -130,9 +131,7 @@ type turn struct {
 
 func newWaiters(clients []redis.UniversalClient) *waiters {
 	w := &waiters{rooms: make(map[string]*room)}
-	for _, c := range clients {
-		w.notifiers = append(w.notifiers, newNotifier(c, w.wakeChannel, w.wakeAll))
-	}
+	w.notifiers, w.publish = newNotifiers(clients, w.wakeChannel, w.wakeAll)
 	return w
 }
 

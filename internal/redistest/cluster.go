@@ -36,6 +36,8 @@ type Cluster struct {
 	replicating bool
 	// failedOver is when Failover last promoted Replicas[i]'s shard.
 	failedOver map[int]time.Time
+	// moved records the slots MoveSlot gave to another shard: slot -> shard.
+	moved map[int]int
 }
 
 // failoverSpacing is how long Failover leaves between two failovers of one
@@ -55,7 +57,7 @@ const failoverSpacing = 5 * time.Second
 // redis-cli is not needed. Nodes are stopped in t.Cleanup.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
-	return startCluster(t, masters, false)
+	return startCluster(t, masters, false, nil)
 }
 
 // StartClusterWithReplicas is StartCluster with one replica per master
@@ -63,10 +65,18 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 // until every replica is in sync.
 func StartClusterWithReplicas(t testing.TB, masters int) *Cluster {
 	t.Helper()
-	return startCluster(t, masters, true)
+	return startCluster(t, masters, true, nil)
 }
 
-func startCluster(t testing.TB, masters int, replicas bool) *Cluster {
+// StartClusterArgs is StartCluster with args appended to every node's
+// command line (later arguments win), e.g. "--rename-command", "SPUBLISH",
+// "" for a server without sharded pub/sub.
+func StartClusterArgs(t testing.TB, masters int, args ...string) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, false, args)
+}
+
+func startCluster(t testing.TB, masters int, replicas bool, extra []string) *Cluster {
 	t.Helper()
 	if masters < 1 {
 		t.Fatalf("redistest: StartCluster(%d): need at least one master", masters)
@@ -81,11 +91,12 @@ func startCluster(t testing.TB, masters int, replicas bool) *Cluster {
 			what:    "cluster node",
 			cluster: true,
 			argv: func(port int, dir string) ([]string, error) {
-				return append(standardArgs(port, dir),
+				args := append(standardArgs(port, dir),
 					"--cluster-enabled", "yes",
 					"--cluster-config-file", "nodes.conf",
 					"--cluster-node-timeout", "2000",
-				), nil
+				)
+				return append(args, extra...), nil
 			},
 		}
 	}
@@ -155,6 +166,27 @@ func (c *Cluster) Failover(t testing.TB, i int, force bool) {
 		c.failedOver = map[int]time.Time{}
 	}
 	c.failedOver[i] = time.Now()
+	c.Nodes[i], c.Replicas[i] = next, c.Nodes[i]
+	c.WaitOK(t)
+}
+
+// KillMaster kills Nodes[i] (SIGKILL: no goodbye to its clients or to the
+// cluster), waits until its replica has promoted itself (after the
+// cluster node timeout, 2s, and an election) and every running node
+// reports the cluster ok, then swaps Nodes[i] and Replicas[i]: the dead
+// node is left as Replicas[i], stopped (Restart brings it back as a
+// replica of the new master).
+func (c *Cluster) KillMaster(t testing.TB, i int) {
+	t.Helper()
+	c.Nodes[i].Kill(t)
+	next := c.Replicas[i]
+	deadline := time.Now().Add(clusterTimeout)
+	for next.Info(t, "replication", "role") != "master" {
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: %s not promoted %v after its master was killed", next.Addr(), clusterTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	c.Nodes[i], c.Replicas[i] = next, c.Nodes[i]
 	c.WaitOK(t)
 }
@@ -251,4 +283,63 @@ func (c *Cluster) Client(t testing.TB, opts ...func(*redis.ClusterOptions)) *red
 // String lists the node addresses, for log messages.
 func (c *Cluster) String() string {
 	return "cluster[" + strings.Join(c.Addrs(), " ") + "]"
+}
+
+// Shard returns i such that Nodes[i] owns slot: the i-th equal share of
+// the slots as StartCluster assigned them, unless MoveSlot gave the slot to
+// another shard since. Failover keeps the index (it swaps Nodes[i] and
+// Replicas[i]).
+func (c *Cluster) Shard(slot int) int {
+	if to, ok := c.moved[slot]; ok {
+		return to
+	}
+	return slot * len(c.Nodes) / clusterSlots
+}
+
+// MoveSlot moves one hash slot, with its keys, from the shard that owns it
+// to shard to, as a reshard does: CLUSTER SETSLOT IMPORTING on the new
+// master and MIGRATING on the old one, MIGRATE of the slot's keys, then
+// CLUSTER SETSLOT NODE on the new master, the old one and the other
+// masters (replicas learn it from their masters). It waits until the
+// cluster is ok.
+func (c *Cluster) MoveSlot(t testing.TB, slot, to int) {
+	t.Helper()
+	from := c.Shard(slot)
+	if from == to {
+		return
+	}
+	src, dst := c.Nodes[from], c.Nodes[to]
+	srcID, _ := src.Exec(t, "CLUSTER", "MYID").(string)
+	dstID, _ := dst.Exec(t, "CLUSTER", "MYID").(string)
+	dst.Exec(t, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID)
+	src.Exec(t, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID)
+	for {
+		keys, _ := src.Exec(t, "CLUSTER", "GETKEYSINSLOT", slot, 100).([]any)
+		if len(keys) == 0 {
+			break
+		}
+		args := append([]any{"MIGRATE", loopback, dst.Port(), "", 0, 5000, "KEYS"}, keys...)
+		src.Exec(t, args...)
+	}
+	dst.Exec(t, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+	src.Exec(t, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+	for i, n := range c.Nodes {
+		if i != from && i != to && n.Pid() != 0 {
+			n.Exec(t, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+		}
+	}
+	if c.moved == nil {
+		c.moved = map[int]int{}
+	}
+	c.moved[slot] = to
+	c.WaitOK(t)
+}
+
+// ClusterInfo returns the value of one CLUSTER INFO field of s (e.g.
+// "cluster_state", "cluster_stats_messages_publish_received"), or "" when
+// the field is absent.
+func (s *Server) ClusterInfo(t testing.TB, field string) string {
+	t.Helper()
+	v, _ := s.Exec(t, "CLUSTER", "INFO").(string)
+	return infoField(v, field)
 }

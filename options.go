@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -46,6 +47,7 @@ type options struct {
 	pipelining  bool
 	repl        replication
 	observer    Observer // nil: none
+	share       sharing  // WithShared, WithLimit
 }
 
 func defaultOptions() options {
@@ -107,6 +109,10 @@ func (o options) validate() error {
 		return invalidf("retry strategy must not be nil")
 	case o.nodeTimeout <= 0:
 		return invalidf("node timeout must be positive, got %v", o.nodeTimeout)
+	case strings.HasPrefix(o.token, "\x00"):
+		// Markers (Once's done, shared leases) start with NUL: a token
+		// that did could re-attach to one.
+		return invalidf("a token must not start with a NUL byte")
 	}
 	return o.repl.check(o.ttl)
 }

@@ -101,3 +101,26 @@ var (
 	onceAcquireScript = newScript(onceAcquireSrc)
 	onceFinishScript  = newScript(onceFinishSrc)
 )
+
+// Shared leases' scripts (shared.go).
+var (
+	//go:embed scripts/shared_acquire.lua
+	sharedAcquireSrc string
+	//go:embed scripts/shared_refresh.lua
+	sharedRefreshSrc string
+	//go:embed scripts/shared_release.lua
+	sharedReleaseSrc string
+	//go:embed scripts/shared_pttl.lua
+	sharedPTTLSrc string
+	//go:embed scripts/writer_wait.lua
+	writerWaitSrc string
+	//go:embed scripts/writer_done.lua
+	writerDoneSrc string
+
+	sharedAcquireScript = newScript(sharedAcquireSrc)
+	sharedRefreshScript = newScript(sharedRefreshSrc)
+	sharedReleaseScript = newScript(sharedReleaseSrc)
+	sharedPTTLScript    = newScript(sharedPTTLSrc)
+	writerWaitScript    = newScript(writerWaitSrc)
+	writerDoneScript    = newScript(writerDoneSrc)
+)

@@ -319,7 +319,7 @@ func obtain(ctx context.Context, c obtainCall) (*Lock, error) {
 		if c.o.blocking && rm == nil {
 			var first bool
 			rm, tk, first = c.w.join(c.rk, c.h)
-			defer func() { c.w.leave(c.rk, rm, tk, obtained, c.o.ttl) }()
+			defer func() { c.w.leave(c.rk, rm, tk, obtained && !c.o.share.on, c.o.ttl) }() // a lease leaves room for the next
 			if first {
 				// Subscribe before the retry, so that a release between
 				// the retry and the wait cannot go unnoticed.

@@ -31,6 +31,7 @@ type Locker struct {
 	opts    options
 	waiters *waiters // blocked callers, woken on release
 	err     error    // set by New on bad input, returned by every call
+	id      string   // tells its waiting writers' claims (shared.go) from others'
 }
 
 // New returns a Locker that takes locks through client, with opts as the
@@ -70,6 +71,7 @@ func New(client redis.UniversalClient, opts ...Option) *Locker {
 		return lk
 	}
 	lk.conns = newConns(client, lk.opts.pipelining)
+	lk.id = uuid.NewString()
 	lk.waiters = newWaiters([]redis.UniversalClient{client})
 	return lk
 }

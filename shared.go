@@ -164,13 +164,20 @@ func (lk *Locker) obtainShared(ctx context.Context, key string, o options) (*Loc
 	b := &sharedBackend{lk: lk}
 	rk := lockKey(o.prefix, key)
 	keys := []string{rk, sharedKey(rk), writersKey(rk), fenceKey(rk)}
+	// A blocked caller queues in lk's room for the key, where a waiting
+	// writer of lk may be behind it: that writer's claim must not keep it
+	// out, or neither would ever go first.
+	own := ""
+	if o.blocking {
+		own = lk.id
+	}
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
 		// A fresh token per attempt: the clean-up of a failed attempt,
 		// however late it lands, only ever removes that attempt's lease.
 		token := uuid.NewString()
 		start := time.Now()
 		run := lk.conns.get()
-		res, err := sharedAcquireScript.Run(ctx, run, keys, sharedMarker, token, o.ttl.Milliseconds(), o.share.limit, o.fenceFlag()).Int64Slice()
+		res, err := sharedAcquireScript.Run(ctx, run, keys, sharedMarker, token, o.ttl.Milliseconds(), o.share.limit, o.fenceFlag(), own).Int64Slice()
 		lk.conns.done()
 		switch {
 		case err != nil:
@@ -252,27 +259,33 @@ func (b *sharedBackend) pttl(ctx context.Context, l *Lock) (time.Duration, error
 }
 
 // writerIntent is one exclusive Obtain's claim, while it waits, that stops
-// new shared leases of the key (see writer_wait.lua). Its methods are
-// called by the Obtain's attempts, one at a time.
+// new shared leases of the key (see writer_wait.lua). The claim is the
+// Locker's (its blocked callers of one key queue, and only the first
+// attempts), so that the Locker's blocked readers queued before the writer
+// are not kept out by it. Its methods are called by the Obtain's attempts,
+// one at a time.
 type writerIntent struct {
-	id     string // made at the first claim
-	stored bool   // a claim may be in Redis
+	stored bool // a claim may be in Redis
 }
 
 // waiting records, after a failed attempt of an Obtain that will try
-// again, that a writer waits, if readers hold the key. It is best effort:
-// on a Redis error the writer goes on waiting without the claim (its next
-// attempt tells the error, if it lasts).
+// again, that a writer waits, if readers hold the key. A blocked caller
+// records it only once it is the first in lk's room for the key (the one
+// that attempts): its attempt before it joins the room may leave it queued
+// behind others, and a claim of a writer that does not attempt could keep
+// out the readers it waits behind. It is best effort: on a Redis error the
+// writer goes on waiting without the claim (its next attempt tells the
+// error, if it lasts).
 func (wi *writerIntent) waiting(ctx context.Context, lk *Locker, rk string, o options) {
 	if _, once := o.retry.(noRetry); once && !o.blocking {
 		return
 	}
-	if wi.id == "" {
-		wi.id = uuid.NewString()
+	if o.blocking && !lk.waiters.busy(rk) {
+		return // the attempt before joining the room
 	}
 	run := lk.conns.get()
 	defer lk.conns.done()
-	n, err := writerWaitScript.Run(ctx, run, []string{rk, writersKey(rk)}, sharedMarker, wi.id, o.ttl.Milliseconds()).Int64()
+	n, err := writerWaitScript.Run(ctx, run, []string{rk, writersKey(rk)}, sharedMarker, lk.id, o.ttl.Milliseconds()).Int64()
 	if err != nil || n == 1 {
 		wi.stored = true // an error may hide a write
 	}
@@ -294,5 +307,5 @@ func (wi *writerIntent) done(ctx context.Context, lk *Locker, rk string, obtaine
 	defer cancel()
 	run := lk.conns.get()
 	defer lk.conns.done()
-	_ = writerDoneScript.Run(ctx, run, []string{rk, writersKey(rk)}, wi.id, wake).Err()
+	_ = writerDoneScript.Run(ctx, run, []string{rk, writersKey(rk)}, lk.id, wake).Err()
 }

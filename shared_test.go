@@ -151,9 +151,13 @@ func TestReadersShareWritersExclude(t *testing.T) {
 		assert.True(t, st.Held)
 		require.NoError(t, w.Release(ctx))
 
-		// Mixed, blocking: goroutine 0 of each Locker writes.
+		// Mixed, blocking: goroutine 0 of each Locker writes. No wait may
+		// last 2s: a writer's claim lasts at least its TTL (2s), so a
+		// wait that only its expiry ends shows (a Locker's blocked reader
+		// kept out by the claim of the same Locker's writer queued behind
+		// it did, before the claim became the Locker's).
 		const procs, workers, rounds = 4, 4, 12
-		var readers, writers, mostReaders, violations atomic.Int64
+		var readers, writers, mostReaders, violations, longest atomic.Int64
 		var wg sync.WaitGroup
 		errs := make(chan error, procs*workers)
 		for range procs {
@@ -168,7 +172,11 @@ func TestReadersShareWritersExclude(t *testing.T) {
 					}
 					for range rounds {
 						cctx, cancel := context.WithTimeout(ctx, waitTimeout)
+						start := time.Now()
 						err := lk.Do(cctx, "config", func(context.Context) error {
+							if waited := int64(time.Since(start)); waited > longest.Load() {
+								longest.Store(waited) // racy max: good enough for one slow wait
+							}
 							if w == 0 {
 								n := writers.Add(1)
 								defer writers.Add(-1)
@@ -203,6 +211,7 @@ func TestReadersShareWritersExclude(t *testing.T) {
 		}
 		assert.Zero(t, violations.Load(), "a writer overlapped another holder")
 		assert.GreaterOrEqual(t, mostReaders.Load(), int64(2), "readers never overlapped")
+		assert.Less(t, time.Duration(longest.Load()), 2*time.Second, "longest wait")
 	})
 }
 

@@ -5,7 +5,10 @@
 -- KEYS[1] lock key, KEYS[2] lease set, KEYS[3] waiting writers, KEYS[4]
 -- fence counter (all in one hash slot)
 -- ARGV[1] shared marker, ARGV[2] token, ARGV[3] TTL in ms, ARGV[4] limit
--- (0: no limit), ARGV[5] "1" to draw a fence
+-- (0: no limit), ARGV[5] "1" to draw a fence, ARGV[6] the id of the
+-- caller's Locker when it is a blocked caller, else "": that Locker's own
+-- waiting writer queues behind it in the process (wait.go), so its claim
+-- does not keep this caller out
 -- Returns {1, fence} when obtained (fence 0 without fencing), {0, ms} when
 -- not: ms is how long until what keeps it out can end by expiry (the
 -- exclusive holder's PTTL, the first waiting writer's or the first lease's
@@ -25,7 +28,10 @@ else
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local w = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local w = redis.call('ZRANGE', KEYS[3], 0, 1, 'WITHSCORES')
+if #w > 0 and w[1] == ARGV[6] then
+  w = {w[3], w[4]}
+end
 if #w > 0 then
   return {0, tonumber(w[2]) - now}
 end

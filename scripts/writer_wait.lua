@@ -5,7 +5,9 @@
 -- that the writer's next attempt, which comes no later than the readers'
 -- expiry, renews it, and a writer that died stops holding readers back.
 -- KEYS[1] lock key, KEYS[2] waiting writers (same hash slot)
--- ARGV[1] shared marker, ARGV[2] the waiting writer's id, ARGV[3] ms
+-- ARGV[1] shared marker, ARGV[2] the id of the waiting writer's Locker (a
+-- Locker's blocked callers of one key queue, so one claim serves them),
+-- ARGV[3] ms
 -- Returns 1 when readers hold the key and the claim was recorded, 0 when
 -- the key is free or held exclusively (nothing written).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then

@@ -201,7 +201,9 @@ func (t tokenOption) String() string   { return fmt.Sprintf("WithToken(%d bytes)
 // UUID. Default: a new UUID v4 per attempt. Obtain with the token of a lock
 // that is still held re-attaches to it (e.g. after a process restart) and
 // extends it to the new TTL. The token is the only credential of a lock:
-// keep it secret and unguessable. An empty token means "generate one". It
+// keep it secret and unguessable. An empty token means "generate one"; one
+// that starts with a NUL byte fails with ErrInvalidArgument (the library's
+// markers, Once's done and shared leases', start with one). It
 // is a per-call option only (Obtain, Do): given to New or NewRedlock, where
 // every caller would share it and re-attach to each other's lock, it makes
 // every call fail with ErrInvalidArgument.

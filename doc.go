@@ -178,6 +178,8 @@
 //	WithNodeTimeout  Redlock only    Redlock    Redlock                 Redlock    Redlock
 //	WithPipelining   New and NewRedlock only; ignored by every call
 //	WithReplicas     Locker only     rejected   Locker only             Locker     -
+//	WithShared       Locker [7]      rejected   rejected                rejected   -
+//	WithLimit        Locker [7]      rejected   rejected                rejected   -
 //
 // [1] The TTL of the hold while fn runs (refreshed every TTL/3), not the
 // window. [2] The liveness TTL of the claim; the tick stays taken until its
@@ -186,7 +188,9 @@
 // draws a fence, but fn cannot read it: use Obtain to hand Lock.Fence to
 // the resource; Lead's fn reads its term's fence with LeaderLock(ctx). [6] Every tick has a key of its own, so its fence would
 // always be 1; TickClaim.Tick, which grows from tick to tick, plays that
-// role.
+// role. [7] Per call only (New and NewRedlock reject them as defaults: they
+// choose the kind of lock a call takes); a Redlock rejects them (see
+// WithLimit); with them WithToken and WithReplicas are rejected.
 //
 // Once rejects WithToken because it draws a fresh token per run (a shared
 // token would let two callers run at once) and WithFencing because fn gets
@@ -202,9 +206,12 @@
 // For a lock named K the library writes "<prefix>{K}" (the lock, holding
 // the holder's token, or for Once a done marker until the window ends) and
 // "<prefix>{K}:fence" (the fence counter), and publishes releases on the
-// channel "<prefix>{K}:wake" (a shard channel on a Cluster), with '{', '}'
-// and '%' in the prefix and K percent-escaped, so that the keys of one lock
-// share a Redis Cluster slot whatever K holds. The default prefix is "distlock:".
+// channel "<prefix>{K}:wake" (a shard channel on a Cluster). Shared leases (WithShared, WithLimit) keep a
+// marker in "<prefix>{K}", their leases in the sorted set
+// "<prefix>{K}:shared" and waiting writers' claims in
+// "<prefix>{K}:writers". Keys are written with '{', '}' and '%' in the
+// prefix and K percent-escaped, so that the keys of one lock share a Redis
+// Cluster slot whatever K holds. The default prefix is "distlock:".
 //
 // # Errors
 //

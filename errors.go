@@ -82,6 +82,14 @@ func unknownOutcome(err error) error {
 // errTokenDefault is the error of New and NewRedlock given WithToken.
 var errTokenDefault = invalidf("WithToken is a per-call option (Obtain, Do): as a default every caller would share one token and re-attach to each other's lock")
 
+// errSharedDefault is the error of New and NewRedlock given WithShared or
+// WithLimit.
+var errSharedDefault = invalidf("WithShared and WithLimit are per-call options (Obtain, Do)")
+
+// errSharedRedlock is the error of a Redlock call given WithShared or
+// WithLimit.
+var errSharedRedlock = invalidf("WithShared and WithLimit do not apply to a Redlock: a quorum of per-node counts does not bound the holders")
+
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 }

@@ -431,3 +431,85 @@ func withoutTimes(_ []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// At most three exports run at once across the fleet: each export holds
+// one of three permits of "exports" (a counting semaphore) while it runs.
+// A permit is a lock of its own: auto-refreshed by Do, and, if its holder
+// dies, back by itself when its TTL runs out. Here four exports start on
+// four replicas while three are running; the fourth finds every permit
+// taken (with WithBlocking it would wait for one instead).
+func ExampleWithLimit() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	locker := distlock.New(client)
+	var running []*distlock.Lock
+	for replica := 1; replica <= 4; replica++ {
+		permit, err := locker.Obtain(ctx, "exports", distlock.WithLimit(3), distlock.WithTTL(time.Minute))
+		if errors.Is(err, distlock.ErrNotObtained) {
+			fmt.Printf("replica %d: three exports are running, try later\n", replica)
+			continue
+		}
+		if err != nil {
+			fmt.Println("obtain:", err)
+			return
+		}
+		fmt.Printf("replica %d: export running\n", replica)
+		running = append(running, permit)
+	}
+	st, _ := locker.Status(ctx, "exports")
+	fmt.Println("permits held:", st.Shared)
+
+	// Or run the export under a permit with Do, which waits for one.
+	_ = running[0].Release(ctx) // one export finished
+	err := locker.Do(ctx, "exports", func(ctx context.Context) error {
+		fmt.Println("replica 4: export running")
+		return nil
+	}, distlock.WithLimit(3), distlock.WithBlocking())
+	if err != nil {
+		fmt.Println("do:", err)
+	}
+	for _, permit := range running[1:] {
+		_ = permit.Release(ctx)
+	}
+	// Output:
+	// replica 1: export running
+	// replica 2: export running
+	// replica 3: export running
+	// replica 4: three exports are running, try later
+	// permits held: 3
+	// replica 4: export running
+}
+
+// Many readers of a configuration, one migration that rewrites it: the
+// readers share "config" (WithShared), the migration takes it exclusively
+// (a plain Obtain), and waits until the readers present have left; while
+// it waits no new reader gets in, so a stream of readers cannot starve it.
+func ExampleWithShared() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	locker := distlock.New(client)
+	r1, _ := locker.Obtain(ctx, "config", distlock.WithShared())
+	r2, err := locker.Obtain(ctx, "config", distlock.WithShared())
+	fmt.Println("two readers at once:", err == nil)
+
+	_, err = locker.Obtain(ctx, "config") // the migration, not waiting
+	fmt.Println("migration while reading:", errors.Is(err, distlock.ErrNotObtained))
+
+	_ = r1.Release(ctx)
+	_ = r2.Release(ctx)
+	err = locker.Do(ctx, "config", func(ctx context.Context) error {
+		_, err := locker.Obtain(ctx, "config", distlock.WithShared())
+		fmt.Println("reader while migrating:", errors.Is(err, distlock.ErrNotObtained))
+		return nil // migrate the config here
+	}, distlock.WithBlocking())
+	fmt.Println("migration done:", err == nil)
+	// Output:
+	// two readers at once: true
+	// migration while reading: true
+	// reader while migrating: true
+	// migration done: true
+}

@@ -224,6 +224,9 @@ func claimTick(ctx context.Context, ob obtainer, now func() time.Time, key strin
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("claim tick of %q: %w", key, err)
 	}
+	if err := rejectShared("ClaimTick", opts); err != nil {
+		return nil, fmt.Errorf("claim tick of %q: %w", key, err)
+	}
 	o := ob.defaults().with(opts)
 	live := o.ttl
 	if err := o.checkTTL(live); err != nil {

@@ -6,6 +6,7 @@ import "strings"
 //
 //	P{K}        the lock (a string holding the holder's token)
 //	P{K}:fence  the fencing counter (never expires)
+//	P{K}:shared, P{K}:writers  shared leases and waiting writers (shared.go)
 //
 // The braces make K the Redis Cluster hash tag, so every key of one lock
 // lands in the same slot. Braces and '%' inside P and K are percent-escaped

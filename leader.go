@@ -106,6 +106,9 @@ func lead(ctx context.Context, ob obtainer, key string, fn func(context.Context)
 	if fn == nil {
 		return fmt.Errorf("lead %q: %w", key, invalidf("nil fn"))
 	}
+	if err := rejectShared("Lead", opts); err != nil {
+		return fmt.Errorf("lead %q: %w", key, err)
+	}
 	all := make([]Option, 0, len(opts)+3)
 	if ob.defaults().ttl == DefaultTTL {
 		all = append(all, WithTTL(DefaultLeadTTL)) // opts may override it

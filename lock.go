@@ -31,6 +31,7 @@ type Locker struct {
 	opts    options
 	waiters *waiters // blocked callers, woken on release
 	err     error    // set by New on bad input, returned by every call
+	id      string   // tells its waiting writers' claims (shared.go) from others'
 }
 
 // New returns a Locker that takes locks through client, with opts as the
@@ -65,7 +66,12 @@ func New(client redis.UniversalClient, opts ...Option) *Locker {
 		lk.err = errTokenDefault
 		return lk
 	}
+	if lk.opts.share.on {
+		lk.err = errSharedDefault
+		return lk
+	}
 	lk.conns = newConns(client, lk.opts.pipelining)
+	lk.id = uuid.NewString()
 	lk.waiters = newWaiters([]redis.UniversalClient{client})
 	return lk
 }
@@ -118,7 +124,11 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)
 	}
+	if o.share.on {
+		return lk.obtainShared(ctx, key, o)
+	}
 	rk := lockKey(o.prefix, key)
+	var intent writerIntent // stops new shared leases while this caller waits
 	// The plain SET NX PX path needs no script; the script is needed to draw
 	// a fence, to re-attach a caller's token, or to learn the holder's TTL
 	// so that a blocked caller never sleeps past the holder's expiry.
@@ -151,6 +161,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		if !ok {
 			co.contended()
+			intent.waiting(ctx, lk, rk, o)
 			return nil, holderTTL, nil
 		}
 		l := newLock(lk, key, rk, token, fence, o, start)
@@ -169,6 +180,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		c.h = &heir{ctx: ctx, key: key, o: o} // a release of lk may hand the lock over
 	}
 	l, err := obtain(ctx, try, c)
+	intent.done(ctx, lk, rk, err == nil)
 	if err != nil && notReplicated != nil && ctx.Err() == nil {
 		// The last attempt failed for want of replicas, not contention.
 		return co.done(nil, fmt.Errorf("obtain %q: %w", key, notReplicated))

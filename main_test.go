@@ -11,5 +11,8 @@ import (
 // of go-redis or of miniredis outlived them: every goroutine must have an
 // owner that stops it and waits for it.
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(permitHolderEnv); spec != "" {
+		os.Exit(runPermitHolder(spec)) // a process of TestPermitOfKilledHolderComesBack
+	}
 	os.Exit(redistest.RunAndCheckLeaks(m, "github.com/alicebob/miniredis"))
 }

@@ -239,6 +239,8 @@ func onceOptions(defaults options, key string, window time.Duration, fn func(con
 			return bool(v)
 		case replicasOption:
 			return v != replicasOption{}
+		case sharedOption, limitOption:
+			return true
 		}
 		return false
 	}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -46,6 +47,7 @@ type options struct {
 	pipelining  bool
 	repl        replication
 	observer    Observer // nil: none
+	share       sharing  // WithShared, WithLimit
 }
 
 func defaultOptions() options {
@@ -107,6 +109,10 @@ func (o options) validate() error {
 		return invalidf("retry strategy must not be nil")
 	case o.nodeTimeout <= 0:
 		return invalidf("node timeout must be positive, got %v", o.nodeTimeout)
+	case strings.HasPrefix(o.token, "\x00"):
+		// Markers (Once's done, shared leases) start with NUL: a token
+		// that did could re-attach to one.
+		return invalidf("a token must not start with a NUL byte")
 	}
 	return o.repl.check(o.ttl)
 }
@@ -195,7 +201,9 @@ func (t tokenOption) String() string   { return fmt.Sprintf("WithToken(%d bytes)
 // UUID. Default: a new UUID v4 per attempt. Obtain with the token of a lock
 // that is still held re-attaches to it (e.g. after a process restart) and
 // extends it to the new TTL. The token is the only credential of a lock:
-// keep it secret and unguessable. An empty token means "generate one". It
+// keep it secret and unguessable. An empty token means "generate one"; one
+// that starts with a NUL byte fails with ErrInvalidArgument (the library's
+// markers, Once's done and shared leases', start with one). It
 // is a per-call option only (Obtain, Do): given to New or NewRedlock, where
 // every caller would share it and re-attach to each other's lock, it makes
 // every call fail with ErrInvalidArgument.

@@ -102,6 +102,10 @@ func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
 		r.err = errReplicasRedlock
 		return r
 	}
+	if r.opts.share.on {
+		r.err = errSharedDefault
+		return r
+	}
 	r.quorum = len(clients)/2 + 1
 	r.waiters = newWaiters(clients)
 	r.nodes = make([]*rlNode, len(clients))
@@ -219,6 +223,9 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	o, err := callOptions(r.opts, key, opts)
 	if err == nil && o.repl != (replication{}) {
 		err = errReplicasRedlock
+	}
+	if err == nil && o.share.on {
+		err = errSharedRedlock
 	}
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)

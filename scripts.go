@@ -14,6 +14,8 @@ import (
 var (
 	//go:embed scripts/acquire.lua
 	acquireSrc string
+	//go:embed scripts/wake.lua
+	wakeSrc string
 	//go:embed scripts/release.lua
 	releaseSrc string
 	//go:embed scripts/refresh.lua
@@ -29,7 +31,7 @@ var (
 	raiseFenceSrc string
 
 	acquireScript  = newScript(acquireSrc)
-	releaseScript  = newScript(releaseSrc)
+	releaseScript  = newScript(wakeSrc + releaseSrc)
 	refreshScript  = newScript(refreshSrc)
 	pttlScript     = newScript(pttlSrc)
 	transferScript = newScript(transferSrc)
@@ -100,4 +102,27 @@ var (
 
 	onceAcquireScript = newScript(onceAcquireSrc)
 	onceFinishScript  = newScript(onceFinishSrc)
+)
+
+// Shared leases' scripts (shared.go).
+var (
+	//go:embed scripts/shared_acquire.lua
+	sharedAcquireSrc string
+	//go:embed scripts/shared_refresh.lua
+	sharedRefreshSrc string
+	//go:embed scripts/shared_release.lua
+	sharedReleaseSrc string
+	//go:embed scripts/shared_pttl.lua
+	sharedPTTLSrc string
+	//go:embed scripts/writer_wait.lua
+	writerWaitSrc string
+	//go:embed scripts/writer_done.lua
+	writerDoneSrc string
+
+	sharedAcquireScript = newScript(sharedAcquireSrc)
+	sharedRefreshScript = newScript(sharedRefreshSrc)
+	sharedReleaseScript = newScript(wakeSrc + sharedReleaseSrc)
+	sharedPTTLScript    = newScript(sharedPTTLSrc)
+	writerWaitScript    = newScript(writerWaitSrc)
+	writerDoneScript    = newScript(wakeSrc + writerDoneSrc)
 )

@@ -10,18 +10,26 @@ import (
 )
 
 // statusSrc reads, in one atomic step, the remaining TTL of a lock key, its
-// fence counter and whether it holds a done marker of Once. KEYS[1] lock
-// key, KEYS[2] fence counter (same slot); ARGV[1] the prefix of a done
-// marker. Returns {pttl, fence, done}: pttl as PTTL answers (-2 no key, -1
-// no expiry), fence 0 when the counter does not exist, done 1 or 0.
+// fence counter, whether it holds a done marker of Once, and how many
+// shared leases hold it. KEYS[1] lock key, KEYS[2] fence counter, KEYS[3]
+// lease set (same slot); ARGV[1] the prefix of a done marker, ARGV[2] the
+// shared marker. Returns {pttl, fence, done, shared}: pttl as PTTL answers
+// (-2 no key, -1 no expiry), fence 0 when the counter does not exist, done
+// 1 or 0, shared the number of unexpired leases when the key holds the
+// shared marker, else 0.
 const statusSrc = `
 local fence = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local done = 0
+local done, shared = 0, 0
 local cur = redis.pcall('GET', KEYS[1]) -- an error reply for a non-string key
 if type(cur) == 'string' and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
   done = 1
 end
-return {redis.call('PTTL', KEYS[1]), fence, done}
+if cur == ARGV[2] then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  shared = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
+end
+return {redis.call('PTTL', KEYS[1]), fence, done, shared}
 `
 
 var statusScript = newScript(statusSrc)
@@ -50,6 +58,11 @@ type LockStatus struct {
 	// holder with WithFencing gets a higher one), 0 when none ever was. On
 	// a Redlock it is the highest of the nodes that answered.
 	Fence int64
+	// Shared is the number of shared leases (WithShared readers, or
+	// WithLimit permits) that hold the key, 0 when it is free or held
+	// exclusively. Held is true when it is not 0; TTL is then how long the
+	// longest lease still lives. Always 0 on a Redlock.
+	Shared int
 }
 
 // A LockState summarises a LockStatus; see LockStatus.State.
@@ -111,11 +124,11 @@ func (lk *Locker) Status(ctx context.Context, key string, opts ...Option) (LockS
 	rk := lockKey(o.prefix, key)
 	run := lk.conns.get()
 	defer lk.conns.done()
-	res, err := statusScript.Run(ctx, run, []string{rk, fenceKey(rk)}, onceDonePrefix).Int64Slice()
+	res, err := statusScript.Run(ctx, run, []string{rk, fenceKey(rk), sharedKey(rk)}, onceDonePrefix, sharedMarker).Int64Slice()
 	if err != nil {
 		return st, fmt.Errorf("status %q: %w", key, err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return st, fmt.Errorf("status %q: unexpected reply %v", key, res)
 	}
 	switch pttl := res[0]; {
@@ -127,6 +140,7 @@ func (lk *Locker) Status(ctx context.Context, key string, opts ...Option) (LockS
 	}
 	st.Done = st.Held && res[2] == 1
 	st.Fence = res[1]
+	st.Shared = int(res[3])
 	return st, nil
 }
 
@@ -161,13 +175,13 @@ func (r *Redlock) Status(ctx context.Context, key string, opts ...Option) (LockS
 	}
 	rk := lockKey(o.prefix, key)
 	replies := make([][]int64, len(r.nodes))
-	op := nodeOp{script: statusScript, keys: []string{rk, fenceKey(rk)}, args: []any{onceDonePrefix}}
+	op := nodeOp{script: statusScript, keys: []string{rk, fenceKey(rk), sharedKey(rk)}, args: []any{onceDonePrefix, sharedMarker}}
 	res := r.fanOut(ctx, o.nodeTimeout, waitAll, nil, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
 		v, err := cmd.Int64Slice()
 		switch {
 		case err != nil:
 			return vFailed, err
-		case len(v) != 3:
+		case len(v) != 4:
 			return vFailed, fmt.Errorf("distlock: unexpected status reply %v", v)
 		}
 		replies[i] = v

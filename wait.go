@@ -302,7 +302,8 @@ func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 	// variable it captures to the heap, for the non-blocking calls too.
 	defer func() {
 		if rm != nil {
-			c.w.leave(c.rk, rm, tk, obtained, c.o.ttl)
+			// A shared lease leaves room for the next caller.
+			c.w.leave(c.rk, rm, tk, obtained && !c.o.share.on, c.o.ttl)
 		}
 	}()
 	// A blocked caller tries at once only when no caller of its owner

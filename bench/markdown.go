@@ -111,6 +111,12 @@ func (b *bench) markdown() string {
 	if t := b.detailTable(fmt.Sprintf("U1O/%d", u1oGoroutines), []string{"rate", "paired"}, []string{"cycles/s", "÷ without, same repeat"}, []string{"rate", "x"}); t != "" {
 		w("%s\n", t)
 	}
+	w("**SH** — shared leases: obtain+release cycles/s at %d goroutines of a read lease (`WithShared`) and of a permit (`WithLimit(%d)`: room for every goroutine, so every attempt succeeds) on one key, and of a contended semaphore "+
+		"(`WithLimit(%d)` `WithBlocking`: %d goroutines share %d permits, a release wakes the waiters), against the plain lock's uncontended cycle on distinct keys (U1's); the ratio is shared ÷ plain.\n\n",
+		shGoroutines, shGoroutines, shContendedN, shGoroutines, shContendedN)
+	if t := b.detailTable(fmt.Sprintf("SH/%d", shGoroutines), []string{"rate"}, []string{"cycles/s"}, []string{"rate"}); t != "" {
+		w("SH:\n\n%s\n", t)
+	}
 	w("**S1** — %d locks obtained with `WithAutoRefresh()` and TTL %v on one node, held for %v (one run). "+
 		"A lock counts as lost when its Done closed during the hold, when its key no longer held its token at the end, or when Release answered ErrNotHeld. "+
 		"Refresh commands/s are the commands the client sent during the hold. Client CPU is getrusage(RUSAGE_SELF) user+system over the hold; Redis CPU from INFO cpu.\n\n",
@@ -122,7 +128,7 @@ func (b *bench) markdown() string {
 	}
 	w("## How to reproduce\n\n")
 	w("Needs Go, `redis-server` and `redis-benchmark` on PATH (or `REDIS_SERVER` set to the server binary).\n\n")
-	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, U1R, U1O, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
+	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, U1R, U1O, SH, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
 	return sb.String()
 }
 

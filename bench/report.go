@@ -138,6 +138,13 @@ func (b *bench) rows() []row {
 				target: "≥ 0.85×", check: atLeast(0.85)},
 			row{id: "U1O", metric: metric + ", metrics and every span sampled", ours: s.med(subjOursOtelAll, "paired"), unit: "x"})
 	}
+	if s := b.sets[fmt.Sprintf("SH/%d", shGoroutines)]; s != nil {
+		for _, name := range []string{subjOursRead, subjOursPermit, subjOursSemWait} {
+			rows = append(rows, row{id: "SH", metric: fmt.Sprintf("cycles/s, %d g., %s", shGoroutines, name),
+				ours: s.med(name, "rate"), peer: subjOurs + " (distinct keys)", peerV: s.med(subjOurs, "rate"),
+				unit: "rate", ratio: true})
+		}
+	}
 	if s := b.sets["A1"]; s != nil {
 		rows = append(rows,
 			row{id: "A1", metric: "allocs per cycle", ours: s.med(subjOurs, "allocs"), peer: subjRedislock,

@@ -48,6 +48,8 @@ type scenario struct {
 	ttl        time.Duration
 	fencing    bool
 	ownPrefix  bool
+	kind       string // workerConfig.Kind
+	limit      int
 	// during, when set, runs in the test goroutine while the workers run
 	// (fault injection); it returns a description of what it injected.
 	during func(ctx context.Context) string
@@ -75,6 +77,8 @@ func runChecker(t *testing.T, sc scenario) outcome {
 		TTL:        sc.ttl,
 		Fencing:    sc.fencing,
 		OwnPrefix:  sc.ownPrefix,
+		Kind:       sc.kind,
+		Limit:      sc.limit,
 	}
 	sc.store.Exec(t, "FLUSHALL") // a fresh resource for every run
 	workers := make([]*worker, sc.procs)
@@ -115,11 +119,18 @@ func runChecker(t *testing.T, sc scenario) outcome {
 		if inside, _ := store.Get(ctx, insideKey(key)).Int64(); inside != 0 {
 			t.Errorf("key %q: inside counter %d after the run, want 0", key, inside)
 		}
+		if readers, _ := store.Get(ctx, readersKey(key)).Int64(); readers != 0 {
+			t.Errorf("key %q: readers counter %d after the run, want 0", key, readers)
+		}
+	}
+	var shared int64
+	for _, v := range out.Shared {
+		shared += v
 	}
 	t.Logf("RESULT %s: procs=%d goroutines/proc=%d keys=%d duration=%v ttl=%v fencing=%v faults=%q: "+
-		"sections=%d lost_updates=%d overlaps=%d fence_rejected=%d stale_accepted=%d lost_in_section=%d not_obtained=%d errors=%d %v",
+		"sections=%d (shared %d, most shared at once %d) lost_updates=%d overlaps=%d fence_rejected=%d stale_accepted=%d lost_in_section=%d not_obtained=%d errors=%d %v",
 		t.Name(), sc.procs, sc.goroutines, len(sc.keys), sc.duration, sc.ttl, sc.fencing, out.Faults,
-		out.total(), out.LostUpdates, out.Overlaps, out.FenceRejected, out.StaleAccepted, out.LostInSection,
+		out.total(), shared, out.MostShared, out.LostUpdates, out.Overlaps, out.FenceRejected, out.StaleAccepted, out.LostInSection,
 		out.NotObtained, out.Errors, out.ErrSamples)
 	if out.total() == 0 {
 		t.Fatalf("no critical section ran (errors: %v)", out.ErrSamples)
@@ -208,6 +219,77 @@ func TestCheckerCluster(t *testing.T) {
 		fencing:    true,
 	})
 	requireExclusive(t, out)
+}
+
+// TestCheckerSemaphore: 4 processes × 4 goroutines take permits of
+// WithLimit(3) semaphores: no more than 3 holders of a key are ever inside,
+// and 3 are (the semaphore admits n).
+func TestCheckerSemaphore(t *testing.T) {
+	for _, mode := range []string{modeSingle, modeCluster} {
+		t.Run(mode, func(t *testing.T) {
+			addrs, keys := checkerDeployment(t, mode)
+			out := runChecker(t, scenario{
+				mode:       mode,
+				lockAddrs:  addrs,
+				store:      redistest.Start(t),
+				keys:       keys,
+				procs:      4,
+				goroutines: 4,
+				duration:   runFor(t, 3*time.Second),
+				ttl:        2 * time.Second,
+				kind:       kindLimit,
+				limit:      3,
+			})
+			requireExclusive(t, out)
+			if out.MostShared != 3 {
+				t.Errorf("most permit holders inside at once: %d, want 3", out.MostShared)
+			}
+		})
+	}
+}
+
+// TestCheckerReadWrite: 4 processes × 4 goroutines, one in four a writer
+// (fenced stock updates, as in the plain checker), the others readers: a
+// writer never shares a key with a reader or another writer, no update is
+// lost, and readers do share.
+func TestCheckerReadWrite(t *testing.T) {
+	for _, mode := range []string{modeSingle, modeCluster} {
+		t.Run(mode, func(t *testing.T) {
+			addrs, keys := checkerDeployment(t, mode)
+			out := runChecker(t, scenario{
+				mode:       mode,
+				lockAddrs:  addrs,
+				store:      redistest.Start(t),
+				keys:       keys,
+				procs:      4,
+				goroutines: 4,
+				duration:   runFor(t, 3*time.Second),
+				ttl:        2 * time.Second,
+				fencing:    true,
+				kind:       kindRW,
+			})
+			requireExclusive(t, out)
+			if out.MostShared < 2 {
+				t.Errorf("most readers inside at once: %d, want at least 2", out.MostShared)
+			}
+			if len(out.Sections) == 0 {
+				t.Errorf("no writer section ran")
+			}
+		})
+	}
+}
+
+// checkerDeployment starts the lock servers of mode and returns their
+// addresses and the keys to lock: 2 plain keys on a single node, awkward
+// keys spread over the slots on a Cluster.
+func checkerDeployment(t *testing.T, mode string) ([]string, [][]byte) {
+	if mode == modeCluster {
+		c := redistest.StartCluster(t, 3)
+		keys := awkwardKeys()[:4]
+		requireSpread(t, c, keys)
+		return c.Addrs(), keys
+	}
+	return []string{redistest.Start(t).Addr()}, plainKeys(2)
 }
 
 // requireSpread checks that the keys' locks land on more than one cluster

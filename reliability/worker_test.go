@@ -47,7 +47,19 @@ type workerConfig struct {
 	// OwnPrefix gives each worker process its own key prefix, so that the
 	// processes do not exclude each other: the checker's self-test.
 	OwnPrefix bool
+	// Kind is what the checker takes: "" exclusive locks; kindLimit
+	// permits of a WithLimit(Limit) semaphore (every goroutine); kindRW a
+	// read-write lock (goroutine 0 of every 4 writes with a plain lock,
+	// the others read with WithShared).
+	Kind  string
+	Limit int
 }
+
+// Kinds of lock the checker can take (workerConfig.Kind).
+const (
+	kindLimit = "limit"
+	kindRW    = "rw"
+)
 
 // workerResult is what a checker worker reports on stdout as one JSON line.
 type workerResult struct {
@@ -59,6 +71,12 @@ type workerResult struct {
 	NotObtained   int64            // attempts that gave up on contention
 	Errors        int64            // other errors (Redis errors, ...)
 	ErrSamples    []string         // the first few of them
+	// Shared counts the sections under a shared lease (a reader's or a
+	// permit's) per key (hex); they write no stock.
+	Shared map[string]int64
+	// MostShared is the most shared holders of one key seen inside at
+	// once (readers, or permits).
+	MostShared int64
 }
 
 func (r *workerResult) add(o workerResult) {
@@ -68,6 +86,13 @@ func (r *workerResult) add(o workerResult) {
 	for k, v := range o.Sections {
 		r.Sections[k] += v
 	}
+	if r.Shared == nil {
+		r.Shared = make(map[string]int64)
+	}
+	for k, v := range o.Shared {
+		r.Shared[k] += v
+	}
+	r.MostShared = max(r.MostShared, o.MostShared)
 	r.Overlaps += o.Overlaps
 	r.FenceRejected += o.FenceRejected
 	r.StaleAccepted += o.StaleAccepted
@@ -84,6 +109,9 @@ func (r *workerResult) add(o workerResult) {
 func (r *workerResult) total() int64 {
 	var n int64
 	for _, v := range r.Sections {
+		n += v
+	}
+	for _, v := range r.Shared {
 		n += v
 	}
 	return n
@@ -226,8 +254,50 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)
 
-func stockKey(key string) string  { return "stock:" + hex.EncodeToString([]byte(key)) }
-func insideKey(key string) string { return "inside:" + hex.EncodeToString([]byte(key)) }
+func stockKey(key string) string   { return "stock:" + hex.EncodeToString([]byte(key)) }
+func insideKey(key string) string  { return "inside:" + hex.EncodeToString([]byte(key)) }
+func readersKey(key string) string { return "readers:" + hex.EncodeToString([]byte(key)) }
+
+// enter counts a holder in (INCR KEYS[1]) and reads, in the same atomic
+// step, how many of the other kind are inside (KEYS[2]): of two holders
+// whose sections overlap, the later to enter sees the earlier.
+var enter = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+return {n, tonumber(redis.call('GET', KEYS[2]) or '0')}
+`)
+
+// sharedSection is one section under a shared lease: a reader's (kindRW),
+// which no writer may share, or a permit's (kindLimit), which at most
+// limit holders may share. It writes no stock.
+func sharedSection(ctx context.Context, store *redis.Client, l *distlock.Lock, limit int, res *workerResult, mu *sync.Mutex) error {
+	key := l.Key()
+	mine, other := readersKey(key), insideKey(key) // a reader: no writer inside
+	if limit > 0 {
+		mine, other = insideKey(key), readersKey(key) // a permit: readersKey stays 0
+	}
+	v, err := enter.Run(ctx, store, []string{mine, other}).Int64Slice()
+	if err != nil {
+		return fmt.Errorf("enter: %w", err)
+	}
+	defer store.Decr(context.WithoutCancel(ctx), mine)
+	overlap := v[1] != 0 || (limit > 0 && v[0] > int64(limit))
+	if d := rand.N(300 * time.Microsecond); d > 0 {
+		time.Sleep(d) // the work
+	}
+	lost := l.Err() != nil
+
+	mu.Lock()
+	defer mu.Unlock()
+	res.Shared[hex.EncodeToString([]byte(key))]++
+	res.MostShared = max(res.MostShared, v[0])
+	if overlap {
+		res.Overlaps++
+	}
+	if lost {
+		res.LostInSection++
+	}
+	return nil
+}
 func storeFenceKey(key string) string {
 	return "fence:" + hex.EncodeToString([]byte(key))
 }
@@ -246,11 +316,11 @@ func writeFenced(ctx context.Context, store *redis.Client, key string, fence int
 func section(ctx context.Context, svc *lockService, store *redis.Client, l *distlock.Lock, fencing bool, res *workerResult, mu *sync.Mutex) error {
 	key := l.Key()
 	var overlap, rejected, stale bool
-	n, err := store.Incr(ctx, insideKey(key)).Result()
+	in, err := enter.Run(ctx, store, []string{insideKey(key), readersKey(key)}).Int64Slice()
 	if err != nil {
-		return fmt.Errorf("incr inside: %w", err)
+		return fmt.Errorf("enter: %w", err)
 	}
-	overlap = n != 1
+	overlap = in[0] != 1 || in[1] != 0 // another writer, or a reader, inside
 	defer store.Decr(context.WithoutCancel(ctx), insideKey(key))
 
 	v, err := store.Get(ctx, stockKey(key)).Int64()
@@ -318,7 +388,7 @@ func checkerWorker(cfg workerConfig) error {
 	store := newClient(cfg.StoreAddr)
 	defer store.Close()
 
-	res := workerResult{Sections: make(map[string]int64)}
+	res := workerResult{Sections: make(map[string]int64), Shared: make(map[string]int64)}
 	var mu sync.Mutex
 	fail := func(err error) {
 		mu.Lock()
@@ -338,6 +408,17 @@ func checkerWorker(cfg workerConfig) error {
 			if g%2 == 1 {
 				opts = []distlock.Option{distlock.WithRetry(distlock.LimitRetry(distlock.ExponentialBackoff(time.Millisecond, 20*time.Millisecond), 20))}
 			}
+			shared, limit := false, 0
+			switch cfg.Kind {
+			case kindLimit:
+				shared, limit = true, cfg.Limit
+				opts = append(opts, distlock.WithLimit(limit))
+			case kindRW:
+				if g%4 != 0 {
+					shared = true
+					opts = append(opts, distlock.WithShared())
+				}
+			}
 			for time.Now().Before(end) {
 				key := string(cfg.Keys[rand.IntN(len(cfg.Keys))])
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -349,6 +430,13 @@ func checkerWorker(cfg workerConfig) error {
 					mu.Unlock()
 				case err != nil:
 					fail(err)
+				case shared:
+					if err := sharedSection(ctx, store, l, limit, &res, &mu); err != nil {
+						fail(err)
+					}
+					if err := l.Release(ctx); err != nil {
+						fail(fmt.Errorf("release: %w", err))
+					}
 				default:
 					if err := section(ctx, svc, store, l, cfg.Fencing, &res, &mu); err != nil {
 						fail(err)

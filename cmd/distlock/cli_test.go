@@ -623,3 +623,40 @@ func TestRunUsageHints(t *testing.T) {
 		assert.Contains(t, stderr, tt.want, "%q", tt.args)
 	}
 }
+
+// TestRunLimit: `run --limit 2`: two copies run at once, a third exits 75
+// at once, and a plain run of the key (exclusive) finds it taken. One
+// holder's distlock is killed with SIGKILL: its permit comes back by itself
+// within its TTL (1s), to a copy waiting with --wait.
+func TestRunLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	url := redisURL(srv)
+	a := start(t, "hold", nil, "run", "--redis", url, "--limit", "2", "--ttl", "1s", "exports", "--", self(t))
+	b := start(t, "hold", nil, "run", "--redis", url, "--limit", "2", "--ttl", "1s", "exports", "--", self(t))
+	a.stdout.waitFor(t, "ready")
+	b.stdout.waitFor(t, "ready")
+
+	code, stdout, stderr := runDistlock(t, "exit:0", nil, "run", "--redis", url, "--limit", "2", "exports", "--", self(t))
+	assert.Equal(t, exitConflict, code, stderr)
+	oneLine(t, stderr)
+	assert.Contains(t, stderr, `all 2 permits of "exports" are taken`)
+	assert.Empty(t, stdout, "a third copy ran")
+	code, _, stderr = runDistlock(t, "exit:0", nil, "run", "--redis", url, "exports", "--", self(t))
+	assert.Equal(t, exitConflict, code, "a plain run beside the permits: %s", stderr)
+
+	require.NoError(t, a.cmd.Process.Kill())
+	a.wait(t)
+	killed := time.Now()
+	code, _, stderr = runDistlock(t, "exit:0", nil, "run", "--redis", url, "--limit", "2", "--wait", "10s", "exports", "--", self(t))
+	assert.Equal(t, 0, code, stderr)
+	assert.Less(t, time.Since(killed), 2*time.Second, "the dead copy's permit came back late")
+
+	require.NoError(t, b.stdin.Close())
+	assert.Equal(t, 0, b.wait(t), b.stderr)
+	assert.EqualValues(t, 0, srv.Exec(t, "EXISTS", "distlock:{exports}"), "every permit given back")
+
+	code, _, stderr = runDistlock(t, "exit:0", nil, "run", "--redis", url, "--limit", "0", "exports", "--", self(t))
+	assert.Equal(t, exitUsage, code, stderr)
+	code, _, stderr = runDistlock(t, "exit:0", nil, "run", "--redis", url, "--limit", "2", "--once-per", "1m", "exports", "--", self(t))
+	assert.Equal(t, exitUsage, code, stderr)
+}

@@ -32,6 +32,13 @@ boundary, so a machine whose clock or cron is late does not run it again.
 This is the way to run a cron job on a fleet: a plain lock only keeps two
 runs from overlapping, and a short job then runs once per machine.
 
+With --limit N, up to N copies of COMMAND run at once across every machine
+running a line with the same KEY and N: each takes one of N permits (a
+counting semaphore), refreshed and released like the lock. A permit whose
+distlock died comes back by itself after --ttl. A line without --limit
+for the same KEY takes it exclusively: it waits for every permit and
+keeps them all.
+
 COMMAND runs in a process group of its own; signals go to the whole group,
 so whatever COMMAND forks gets them too. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 SIGUSR1, SIGUSR2, SIGWINCH and SIGALRM sent to distlock are passed on, once
@@ -53,6 +60,9 @@ Flags (before KEY):
   --ttl DURATION          how long the lock lives without a refresh, which is how
                           long a crashed distlock keeps the others out (default 30s)
   --wait DURATION         wait up to DURATION for a held lock (default 0: do not wait)
+  --limit N               run at most N copies of COMMAND at once across all machines
+                          (N permits of KEY); the machines that find every permit
+                          taken exit 75, or wait for one with --wait
   --fencing               draw a fencing token: COMMAND gets DISTLOCK_FENCE, a number
                           higher than any fence handed out before for KEY, and
                           DISTLOCK_TOKEN
@@ -81,6 +91,9 @@ Examples:
   # wait up to a minute for the migration lock
   distlock run --wait 1m migrate -- ./migrate up
 
+  # at most 3 exports at once across the fleet, waiting up to 10m for a permit
+  distlock run --limit 3 --wait 10m exports -- ./export.sh
+
   # give the fencing token to the guarded resource
   distlock run --fencing deploy -- sh -c 'deploy --fence "$DISTLOCK_FENCE"'
 `
@@ -101,6 +114,7 @@ func runCmd(args []string) int {
 	wait := durationFlag(fs, "wait", 0)
 	oncePer := durationFlag(fs, "once-per", 0)
 	fencing := fs.Bool("fencing", false, "")
+	limit := fs.Int("limit", 0, "")
 	conflictCode := fs.Int("conflict-exit-code", exitConflict, "")
 	grace := durationFlag(fs, "grace", defaultGrace)
 	prefix := fs.String("prefix", distlock.DefaultKeyPrefix, "")
@@ -139,6 +153,10 @@ func runCmd(args []string) int {
 		return usageErr("run", "--once-per and --wait do not go together: a tick taken elsewhere stays taken")
 	case *oncePer > 0 && *fencing:
 		return usageErr("run", "--once-per and --fencing do not go together: every tick has a lock of its own")
+	case given["limit"] && *limit < 1:
+		return usageErr("run", "--limit must be at least 1, got %d", *limit)
+	case *oncePer > 0 && *limit > 0:
+		return usageErr("run", "--once-per and --limit do not go together: a tick is claimed by one machine")
 	}
 	key, command := rest[0], rest[1:]
 	if len(command) > 0 && command[0] == "--" {
@@ -167,7 +185,7 @@ func runCmd(args []string) int {
 	defer b.Close()
 
 	r := &runner{b: b, key: key, path: path, command: command, grace: *grace, fencing: *fencing,
-		conflictCode: *conflictCode, oncePer: *oncePer}
+		conflictCode: *conflictCode, oncePer: *oncePer, limit: *limit}
 	return r.run(*ttl, *wait)
 }
 
@@ -180,6 +198,7 @@ type runner struct {
 	fencing      bool
 	conflictCode int
 	oncePer      time.Duration
+	limit        int // --limit: one of limit permits; 0: the lock
 }
 
 func (r *runner) name() string { return filepath.Base(r.command[0]) }
@@ -312,6 +331,9 @@ func (r *runner) obtain(sigs <-chan os.Signal, ttl, wait time.Duration) (*held, 
 	if r.fencing {
 		opts = append(opts, distlock.WithFencing())
 	}
+	if r.limit > 0 {
+		opts = append(opts, distlock.WithLimit(r.limit))
+	}
 	if wait > 0 {
 		opts = append(opts, distlock.WithBlocking())
 		var tcancel context.CancelFunc
@@ -378,6 +400,10 @@ func (r *runner) obtain(sigs <-chan os.Signal, ttl, wait time.Duration) (*held, 
 		switch {
 		case r.oncePer > 0:
 			errorf("this %v tick of %q is taken elsewhere; %s not run", r.oncePer, r.key, r.name())
+		case r.limit > 0 && wait > 0:
+			errorf("all %d permits of %q are still taken after waiting %v; %s not run", r.limit, r.key, wait, r.name())
+		case r.limit > 0:
+			errorf("all %d permits of %q are taken%s; %s not run", r.limit, r.key, r.heldFor(), r.name())
 		case wait > 0:
 			errorf("lock %q is still held elsewhere after waiting %v; %s not run", r.key, wait, r.name())
 		default:

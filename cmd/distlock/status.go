@@ -111,6 +111,7 @@ const (
 type lockState struct {
 	held   heldState
 	done   bool // the key holds Once's done marker (on any node)
+	shared int  // shared leases (readers, permits) that hold it
 	ttl    time.Duration
 	fence  int64
 	err    error
@@ -133,6 +134,8 @@ func (s lockState) describe() string {
 		held = fmt.Sprintf("done (Once ran it; taken for another %v)", roundTTL(s.ttl))
 	case s.ttl < 0:
 		held = "held, with no expiry (set by hand?)"
+	case s.shared > 0:
+		held = fmt.Sprintf("held by %d shared leases (readers or permits), the longest expires in %v unless refreshed", s.shared, roundTTL(s.ttl))
 	default:
 		held = fmt.Sprintf("held, expires in %v unless refreshed", roundTTL(s.ttl))
 	}
@@ -165,7 +168,7 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		if err != nil {
 			return lockState{}, fmt.Errorf("%s: %w", b.nodes[0].name, err)
 		}
-		return lockState{held: stateOf(st.Held), done: st.Done, ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
+		return lockState{held: stateOf(st.Held), done: st.Done, shared: st.Shared, ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
 	}
 	all := lockState{quorum: len(b.nodes)/2 + 1}
 	var ttls []time.Duration

@@ -144,7 +144,7 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		token := attemptToken(o)
 		start := time.Now()
 		notReplicated = nil
-		ok, fence, holderTTL, err := lk.acquire(ctx, plain, rk, token, o)
+		ok, fence, holderTTL, readers, err := lk.acquire(ctx, plain, rk, token, o)
 		if errors.Is(err, ErrNotReplicated) {
 			// The lock was given back: retried like contention, with the
 			// strategy's delay (holder TTL unknown).
@@ -161,7 +161,9 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		if !ok {
 			co.contended()
-			intent.waiting(ctx, lk, rk, o)
+			if readers {
+				intent.waiting(ctx, lk, rk, o)
+			}
 			return nil, holderTTL, nil
 		}
 		l := newLock(lk, key, rk, token, fence, o, start)
@@ -200,7 +202,7 @@ func attemptToken(o options) string {
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
 // the current holder when known, else -1.
-func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, err error) {
+func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, readers bool, err error) {
 	if o.repl.n > 0 {
 		return lk.acquireReplicated(ctx, rk, token, o)
 	}
@@ -212,25 +214,26 @@ func (lk *Locker) acquire(ctx context.Context, plain bool, rk, token string, o o
 		cmd := redis.NewCmd(ctx, "set", rk, token, "px", o.ttl.Milliseconds(), "nx")
 		switch err := run.Process(ctx, onceCmd{cmd}); {
 		case err == nil:
-			return true, 0, 0, nil
+			return true, 0, 0, false, nil
 		case errors.Is(err, redis.Nil):
-			return false, 0, -1, nil
+			// Who holds it is not known: maybe shared leases.
+			return false, 0, -1, true, nil
 		default:
-			return false, 0, 0, err
+			return false, 0, 0, false, err
 		}
 	}
 	keys, args := acquireCall(rk, token, o)
 	res, err := acquireScript.Run(ctx, run, keys, args...).Int64Slice()
 	if err != nil {
-		return false, 0, 0, err
+		return false, 0, 0, false, err
 	}
 	if len(res) != 2 {
-		return false, 0, 0, fmt.Errorf("distlock: unexpected acquire reply %v", res)
+		return false, 0, 0, false, fmt.Errorf("distlock: unexpected acquire reply %v", res)
 	}
-	if res[0] == 1 {
-		return true, res[1], 0, nil
+	if res[0] == acquireTaken {
+		return true, res[1], 0, false, nil
 	}
-	return false, 0, msTTL(res[1]), nil
+	return false, 0, msTTL(res[1]), res[0] == acquireReaders, nil
 }
 
 // msTTL converts a PTTL reply to a holder TTL: -1 when unknown (no expiry),

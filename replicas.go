@@ -142,24 +142,24 @@ func (lk *Locker) replicated(ctx context.Context, r replication, script *script,
 // acquireReplicated is acquire with WithReplicas: always the script, then
 // WAIT. A lock fewer replicas acknowledged is given back (unless it is a
 // caller's token re-attaching, which may be a live Lock's).
-func (lk *Locker) acquireReplicated(ctx context.Context, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, err error) {
+func (lk *Locker) acquireReplicated(ctx context.Context, rk, token string, o options) (ok bool, fence int64, holderTTL time.Duration, readers bool, err error) {
 	keys, args := acquireCall(rk, token, o)
 	cmd, acked, waitErr := lk.replicated(ctx, o.repl, acquireScript, keys, args...)
 	if cmd == nil {
-		return false, 0, 0, waitErr // the script did not run
+		return false, 0, 0, false, waitErr // the script did not run
 	}
 	res, err := cmd.Int64Slice()
 	if err != nil {
-		return false, 0, 0, err
+		return false, 0, 0, false, err
 	}
 	if len(res) != 2 {
-		return false, 0, 0, fmt.Errorf("distlock: unexpected acquire reply %v", res)
+		return false, 0, 0, false, fmt.Errorf("distlock: unexpected acquire reply %v", res)
 	}
-	if res[0] != 1 {
+	if res[0] != acquireTaken {
 		if waitErr != nil {
-			return false, 0, 0, waitErr
+			return false, 0, 0, false, waitErr
 		}
-		return false, 0, msTTL(res[1]), nil
+		return false, 0, msTTL(res[1]), res[0] == acquireReaders, nil
 	}
 	if waitErr != nil || acked < o.repl.n {
 		// The lock was written but not acknowledged: give it back (an
@@ -168,11 +168,11 @@ func (lk *Locker) acquireReplicated(ctx context.Context, rk, token string, o opt
 			lk.abandon(ctx, nil, rk, token)
 		}
 		if waitErr != nil {
-			return false, 0, 0, waitErr
+			return false, 0, 0, false, waitErr
 		}
-		return false, 0, 0, &ReplicationError{Acked: acked, Wanted: o.repl.n}
+		return false, 0, 0, false, &ReplicationError{Acked: acked, Wanted: o.repl.n}
 	}
-	return true, res[1], 0, nil
+	return true, res[1], 0, false, nil
 }
 
 // refreshReplicated is refresh with WithReplicas.

@@ -67,10 +67,17 @@ func allScripts() uint32 { return 1<<len(scripts) - 1 }
 
 // acquireCall returns acquire.lua's KEYS and ARGV for an attempt with token
 // under o: the lock key and its fence counter; the token, the TTL in ms,
-// and "1" to draw a fence (WithFencing) or "0".
+// "1" to draw a fence (WithFencing) or "0", and the shared marker.
 func acquireCall(rk, token string, o options) (keys []string, args []any) {
-	return []string{rk, fenceKey(rk)}, []any{token, o.ttl.Milliseconds(), o.fenceFlag()}
+	return []string{rk, fenceKey(rk)}, []any{token, o.ttl.Milliseconds(), o.fenceFlag(), sharedMarker}
 }
+
+// Answers of acquire.lua (the first element of its reply).
+const (
+	acquireHeld    = 0 // held by another token
+	acquireTaken   = 1 // obtained
+	acquireReaders = 2 // held by shared leases
+)
 
 // pttlNotHeld is what pttl.lua answers when the token does not hold the lock.
 const pttlNotHeld = -3

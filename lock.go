@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -171,14 +170,14 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	return l, err
 }
 
-// attemptToken returns the token of one attempt to take a lock: the
-// caller's (WithToken), or else a fresh random UUID, never reused by
-// another attempt.
+// attemptToken returns the value one attempt to take a lock stores: its
+// token, the caller's (WithToken) or else a fresh random UUID never reused
+// by another attempt, with the owner label (owner.go).
 func attemptToken(o options) string {
 	if o.token != "" {
-		return o.token
+		return storedValue(o.token, o.owner)
 	}
-	return uuid.NewString()
+	return newStoredValue(o.owner)
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
@@ -288,10 +287,7 @@ func (lk *Locker) refresh(ctx context.Context, l *Lock, ttl time.Duration) error
 	if err != nil {
 		return err
 	}
-	if n == 0 {
-		return errGone
-	}
-	return nil
+	return refreshAnswer(n)
 }
 
 func (lk *Locker) release(ctx context.Context, l *Lock) error {
@@ -325,6 +321,8 @@ func (l *Lock) releaseFound(n int64) error {
 		return nil
 	case l.releaseUnsure.Load() && time.Now().Before(l.ValidUntil()):
 		return nil
+	case n == releaseForced:
+		return ErrForceReleased
 	case n < 0:
 		return errTakenOver
 	}
@@ -388,7 +386,7 @@ type Lock struct {
 	b      backend
 	key    string // as the caller gave it
 	rkey   string // the Redis key
-	token  string
+	token  string // the stored value: the secret token and the owner label (owner.go)
 	fence  int64
 	ttl    time.Duration
 	drift  float64
@@ -440,7 +438,7 @@ func (l *Lock) Key() string { return l.key }
 
 // Token returns this holder's secret token: whoever has it can release,
 // refresh or re-attach to the lock (WithToken).
-func (l *Lock) Token() string { return l.token }
+func (l *Lock) Token() string { return tokenOf(l.token) }
 
 // Fence returns the fencing token drawn when the lock was obtained with
 // WithFencing: strictly greater than every fence handed out before for the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -94,7 +93,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
 		// A fresh token per attempt: a failed attempt's clean-up, however
 		// late it lands, cannot delete a hold a later attempt took.
-		token := uuid.NewString()
+		token := attemptToken(o)
 		start := time.Now()
 		run := lk.conns.get()
 		res, err := onceAcquireScript.Run(ctx, run, []string{rk}, token, o.ttl.Milliseconds(), onceDonePrefix).Int64Slice()
@@ -159,7 +158,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 	var last *QuorumError
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
 		// A fresh token per attempt, as on a Locker.
-		l, holderTTL, done, qe, fatal := b.onceAttempt(ctx, key, rk, uuid.NewString(), o)
+		l, holderTTL, done, qe, fatal := b.onceAttempt(ctx, key, rk, attemptToken(o), o)
 		last = qe
 		switch {
 		case done:

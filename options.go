@@ -46,6 +46,7 @@ type options struct {
 	pipelining  bool
 	repl        replication
 	observer    Observer // nil: none
+	owner       string   // the owner label stored with each lock (owner.go)
 }
 
 func defaultOptions() options {
@@ -56,6 +57,7 @@ func defaultOptions() options {
 		drift:       DefaultDriftFactor,
 		nodeTimeout: DefaultNodeTimeout,
 		pipelining:  true,
+		owner:       defaultOwner(),
 	}
 }
 
@@ -107,6 +109,9 @@ func (o options) validate() error {
 		return invalidf("retry strategy must not be nil")
 	case o.nodeTimeout <= 0:
 		return invalidf("node timeout must be positive, got %v", o.nodeTimeout)
+	}
+	if err := checkOwner(o.owner); err != nil {
+		return err
 	}
 	return o.repl.check(o.ttl)
 }

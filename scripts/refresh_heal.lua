@@ -13,7 +13,7 @@ local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-if redis.call('EXISTS', KEYS[1] .. ':forced:' .. redis.sha1hex(ARGV[1])) == 1 then
+if redis.call('GET', KEYS[1] .. ':forced:' .. redis.sha1hex(ARGV[1])) then
   return 3
 end
 if cur == false then

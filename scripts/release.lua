@@ -16,7 +16,7 @@ if cur == ARGV[1] then
   end
   return 1
 end
-if redis.call('EXISTS', KEYS[1] .. ':forced:' .. redis.sha1hex(ARGV[1])) == 1 then
+if redis.call('GET', KEYS[1] .. ':forced:' .. redis.sha1hex(ARGV[1])) then
   return -2
 end
 if cur == false then

@@ -21,7 +21,10 @@
 //     exclusion (stock, a migration), not "once".
 //   - Obtain takes a lock and returns the *Lock, for the caller to release.
 //   - Status tells whether a key is free, held, done (by Once) or, on a
-//     Redlock, unknown.
+//     Redlock, unknown, and who holds it (the owner label, WithOwner).
+//   - List and ForceRelease (LockAdmin) are for operators: the locks held
+//     under a prefix, and the deletion of a stuck one, whose holder learns
+//     at its next refresh (ErrForceReleased).
 //
 // A job that runs on a schedule on every replica runs once per tick with
 // OncePerTick:
@@ -174,6 +177,7 @@
 //	WithFencing      yes [5]         rejected   - [6]                   yes [5]    -
 //	WithToken        yes             rejected   yes                     yes        -
 //	WithKeyPrefix    yes             yes        yes                     yes        yes
+//	WithOwner        yes             yes [8]    yes                     yes        -
 //	WithDriftFactor  yes             yes        yes                     yes        -
 //	WithNodeTimeout  Redlock only    Redlock    Redlock                 Redlock    Redlock
 //	WithPipelining   New and NewRedlock only; ignored by every call
@@ -191,6 +195,9 @@
 // role. [7] Per call only (New and NewRedlock reject them as defaults: they
 // choose the kind of lock a call takes); a Redlock rejects them (see
 // WithLimit); with them WithToken and WithReplicas are rejected.
+// [8] The done marker keeps the label of the run that did the work.
+// List and ForceRelease take the options of Status: WithKeyPrefix, and
+// WithNodeTimeout for a Redlock's ForceRelease; they ignore the others.
 //
 // Once rejects WithToken because it draws a fresh token per run (a shared
 // token would let two callers run at once) and WithFencing because fn gets
@@ -204,14 +211,17 @@
 // # Keys
 //
 // For a lock named K the library writes "<prefix>{K}" (the lock, holding
-// the holder's token, or for Once a done marker until the window ends) and
-// "<prefix>{K}:fence" (the fence counter), and publishes releases on the
-// channel "<prefix>{K}:wake" (a shard channel on a Cluster). Shared leases (WithShared, WithLimit) keep a
-// marker in "<prefix>{K}", their leases in the sorted set
-// "<prefix>{K}:shared" and waiting writers' claims in
-// "<prefix>{K}:writers". Keys are written with '{', '}' and '%' in the
-// prefix and K percent-escaped, so that the keys of one lock share a Redis
-// Cluster slot whatever K holds. The default prefix is "distlock:".
+// the holder's token followed by NUL, "owner:" and its owner label, or
+// for Once a done marker until the window ends) and "<prefix>{K}:fence"
+// (the fence counter), after a force release "<prefix>{K}:forced:<SHA-1>"
+// (a marker for the old holder that expires with its lock's TTL), and
+// publishes releases on the channel "<prefix>{K}:wake" (a shard channel on
+// a Cluster). Shared leases (WithShared, WithLimit) keep a marker in
+// "<prefix>{K}", their leases in the sorted set "<prefix>{K}:shared" and
+// waiting writers' claims in "<prefix>{K}:writers". Keys are written with
+// '{', '}' and '%' in the prefix and K percent-escaped, so that the keys of
+// one lock share a Redis Cluster slot whatever K holds. The default prefix
+// is "distlock:".
 //
 // # Errors
 //
@@ -221,9 +231,10 @@
 // ErrUnknownOutcome (a Release whose answer was lost: the lock may or may
 // not be released yet, and nobody else holds it; Release may be called
 // again), ErrNotReplicated (WithReplicas: fewer replicas acknowledged the
-// lock than asked; a *ReplicationError says how many), ErrInvalidArgument
-// (bad input, with the problem named; also WithToken given to New or
-// NewRedlock, and a Redlock of fewer than 3 nodes). A Redlock's errors
+// lock than asked; a *ReplicationError says how many), ErrForceReleased
+// (an operator force-released the lock; it matches ErrNotHeld too),
+// ErrInvalidArgument (bad input, with the problem named; also WithToken
+// given to New or NewRedlock, and a Redlock of fewer than 3 nodes). A Redlock's errors
 // carry a *QuorumError (errors.As) with one *NodeError per failing node; a
 // node that did not answer in time matches ErrNodeTimeout, one that refused
 // the connection does not. Redis errors are returned wrapped, never

@@ -241,7 +241,7 @@ func TestLockerFailedHandOverCleanupSparesLaterAttempt(t *testing.T) {
 			// to park.
 			require.Equal(t, 1, <-retry.failed)
 			dropped := f.DropReply(redistest.And(redistest.Script(transfer), redistest.HasArg(rk)))
-			held := f.Hold(redistest.And(redistest.Script(release), redistest.HasArg(rk), redistest.Not(redistest.HasArg(h.Token()))))
+			held := f.Hold(redistest.And(redistest.Script(release), redistest.HasArg(rk), redistest.Not(redistest.HasArg(distlock.StoredValue(h)))))
 			retry.next <- struct{}{}
 			// Give W a moment to park (a round trip to the server); a
 			// round in which it did not is done again below.
@@ -575,7 +575,7 @@ func TestSecondReleaseAfterUnknownOutcome(t *testing.T) {
 		})
 		srv.Exec(t, "PING") // W is most likely parked by now; either path must answer nil
 		assert.NoError(t, l.Release(ctx), "a second Release finds its own release done")
-		assert.Equal(t, ly.Token(), rlGet(t, srv, rlKey(key)), "Y's lock was touched")
+		assert.Equal(t, distlock.StoredValue(ly), rlGet(t, srv, rlKey(key)), "Y's lock was touched")
 		wcancel()
 		if got := <-res; got.err == nil {
 			_ = got.l.Release(ctx)

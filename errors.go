@@ -44,6 +44,16 @@ var (
 	ErrNotReplicated = errors.New("distlock: not replicated")
 )
 
+// ErrForceReleased means an operator force-released the lock (ForceRelease,
+// or the CLI's "distlock release --force") while this holder had it. It
+// matches ErrNotHeld too (errors.Is): the holder learns it at its next
+// refresh (Done closes and Err returns it; the auto-refresh's next round,
+// within TTL/3) or Release, as long as that comes within the lock's TTL
+// at the time of the force release (plus a second), for which its marker
+// lasts. Later, or after a hand-over to a waiter of the same Locker, the
+// loss reads as a plain ErrNotHeld.
+var ErrForceReleased = fmt.Errorf("%w: force-released by an operator", ErrNotHeld)
+
 // ReplicationError is the error of a lock write that fewer replicas than
 // WithReplicas asked for acknowledged in time. It matches ErrNotReplicated.
 type ReplicationError struct {
@@ -66,6 +76,8 @@ var (
 	// A release's findings (release.lua).
 	errVanished  = fmt.Errorf("%w: the lock had expired or was deleted", ErrNotHeld)
 	errTakenOver = fmt.Errorf("%w: the lock was taken over by another holder", ErrNotHeld)
+	// A force release's finding (force_release.lua).
+	errNoLock = fmt.Errorf("%w: no such lock", ErrNotHeld)
 )
 
 // unknownOutcome wraps the error of a command that may have run in Redis

@@ -513,3 +513,39 @@ func ExampleWithShared() {
 	// reader while migrating: true
 	// migration done: true
 }
+
+// An operator's view: List shows who holds which lock (the owner label
+// each holder stored, host:pid unless WithOwner says otherwise; never the
+// token), and ForceRelease clears a stuck one. Its holder learns at its
+// next refresh: Done closes and Err matches ErrForceReleased.
+func ExampleLocker_List() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	worker := distlock.New(client, distlock.WithOwner("billing-worker-2"))
+	stuck, err := worker.Obtain(ctx, "invoice:42", distlock.WithTTL(time.Minute), distlock.WithFencing())
+	if err != nil {
+		fmt.Println("obtain:", err)
+		return
+	}
+
+	ops := distlock.New(client)
+	locks, err := ops.List(ctx, "invoice:*")
+	if err != nil {
+		fmt.Println("list:", err)
+		return
+	}
+	for _, l := range locks {
+		fmt.Printf("%s %s held by %s, fence %d\n", l.Key, l.Kind, l.Owner, l.Fence)
+	}
+	if err := ops.ForceRelease(ctx, "invoice:42"); err != nil {
+		fmt.Println("force release:", err)
+		return
+	}
+	err = stuck.Refresh(ctx, 0) // the auto-refresher's next round, by hand
+	fmt.Println(errors.Is(err, distlock.ErrForceReleased), errors.Is(err, distlock.ErrNotHeld))
+	// Output:
+	// invoice:42 lock held by billing-worker-2, fence 1
+	// true true
+}

@@ -41,7 +41,7 @@ type Lock struct {
 	b     backend
 	key   string // as the caller gave it
 	rkey  string // the Redis key
-	token string
+	token string // the stored value: the secret token and the owner label (owner.go)
 	fence int64
 	ttl   time.Duration
 	drift float64
@@ -111,7 +111,7 @@ func (l *Lock) Key() string { return l.key }
 
 // Token returns this holder's secret token: whoever has it can release,
 // refresh or re-attach to the lock (WithToken).
-func (l *Lock) Token() string { return l.token }
+func (l *Lock) Token() string { return tokenOf(l.token) }
 
 // Fence returns the fencing token drawn when the lock was obtained with
 // WithFencing: strictly greater than every fence handed out before for the

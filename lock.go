@@ -190,14 +190,14 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	return co.done(l, err)
 }
 
-// attemptToken returns the token of one attempt to take a lock: the
-// caller's (WithToken), or else a fresh random UUID, never reused by
-// another attempt.
+// attemptToken returns the value one attempt to take a lock stores: its
+// token, the caller's (WithToken) or else a fresh random UUID never reused
+// by another attempt, with the owner label (owner.go).
 func attemptToken(o options) string {
 	if o.token != "" {
-		return o.token
+		return storedValue(o.token, o.owner)
 	}
-	return uuid.NewString()
+	return newStoredValue(o.owner)
 }
 
 // acquire makes one attempt on the node. holderTTL is the remaining TTL of
@@ -308,10 +308,7 @@ func (lk *Locker) refresh(ctx context.Context, l *Lock, ttl time.Duration) error
 	if err != nil {
 		return err
 	}
-	if n == 0 {
-		return errGone
-	}
-	return nil
+	return refreshAnswer(n)
 }
 
 func (lk *Locker) release(ctx context.Context, l *Lock) error {
@@ -345,6 +342,8 @@ func (l *Lock) releaseFound(n int64) error {
 		return nil
 	case l.releaseUnsure.Load() && time.Now().Before(l.ValidUntil()):
 		return nil
+	case n == releaseForced:
+		return ErrForceReleased
 	case n < 0:
 		return errTakenOver
 	}

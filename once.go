@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -88,7 +87,7 @@ func (lk *Locker) Once(ctx context.Context, key string, window time.Duration, fn
 		// A fresh token per attempt: a failed attempt's clean-up, however
 		// late it lands, cannot delete a hold a later attempt took.
 		co.attempt()
-		token := uuid.NewString()
+		token := attemptToken(o)
 		start := time.Now()
 		run := lk.conns.get()
 		res, err := onceAcquireScript.Run(ctx, run, []string{rk}, token, o.ttl.Milliseconds(), onceDonePrefix).Int64Slice()
@@ -155,7 +154,7 @@ func (r *Redlock) Once(ctx context.Context, key string, window time.Duration, fn
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
 		// A fresh token per attempt, as on a Locker.
 		b.obs.attempt()
-		l, holderTTL, done, qe, fatal := b.onceAttempt(ctx, key, rk, uuid.NewString(), o)
+		l, holderTTL, done, qe, fatal := b.onceAttempt(ctx, key, rk, attemptToken(o), o)
 		last = qe
 		switch {
 		case done:

@@ -48,6 +48,7 @@ type options struct {
 	repl        replication
 	observer    Observer // nil: none
 	share       sharing  // WithShared, WithLimit
+	owner       string   // the owner label stored with each lock (owner.go)
 }
 
 func defaultOptions() options {
@@ -58,6 +59,7 @@ func defaultOptions() options {
 		drift:       DefaultDriftFactor,
 		nodeTimeout: DefaultNodeTimeout,
 		pipelining:  true,
+		owner:       defaultOwner(),
 	}
 }
 
@@ -113,6 +115,9 @@ func (o options) validate() error {
 		// Markers (Once's done, shared leases) start with NUL: a token
 		// that did could re-attach to one.
 		return invalidf("a token must not start with a NUL byte")
+	}
+	if err := checkOwner(o.owner); err != nil {
+		return err
 	}
 	return o.repl.check(o.ttl)
 }

@@ -98,6 +98,7 @@ func TestOptionsAreComparableAndPrintable(t *testing.T) {
 		{distlock.WithDriftFactor(0.02), "WithDriftFactor(0.02)"},
 		{distlock.WithNodeTimeout(20 * time.Millisecond), "WithNodeTimeout(20ms)"},
 		{distlock.WithPipelining(false), "WithPipelining(false)"},
+		{distlock.WithOwner("web-3:42"), `WithOwner("web-3:42")`},
 	} {
 		assert.Equal(t, tt.want, fmt.Sprint(tt.give))
 	}

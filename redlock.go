@@ -480,6 +480,7 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 		return errExpired
 	}
 	gone := make([]bool, len(b.r.nodes))
+	forced := 0 // nodes where an operator force-released it
 	op := nodeOp{script: refreshHealScript, keys: []string{l.rkey}, args: []any{l.token, ttl.Milliseconds()}}
 	res := b.r.fanOut(ctx, timeout, untilQuorum, b.mayHold, &op, func(i int, cmd *redis.Cmd) (verdict, error) {
 		switch n, err := cmd.Int64(); {
@@ -489,11 +490,13 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 			return vOK, nil
 		case n == 2: // the key is gone from the node
 			gone[i] = true
+		case n == refreshForced:
+			forced++
 		}
 		return vRefused, nil
 	})
 	if err := b.r.holdOutcome("refresh", res, b.excluded); err != nil {
-		return err
+		return forcedOutcome(err, forced)
 	}
 	// No heal once the refresh was called off (Release cancels the
 	// auto-refresher's ctx before it releases): it would put the key back
@@ -512,6 +515,7 @@ func (b *redlockBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration
 // node by go-redis, where a second run would find the key it deleted gone.
 func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
 	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token, b.r.waiters.publish}, once: true}
+	forced := 0 // nodes where an operator force-released it
 	res := b.r.fanOut(ctx, b.nodeTimeout, untilQuorum, b.mayHold, &op, func(_ int, cmd *redis.Cmd) (verdict, error) {
 		n, err := cmd.Int64()
 		switch {
@@ -519,10 +523,12 @@ func (b *redlockBackend) release(ctx context.Context, l *Lock) error {
 			return vFailed, err
 		case l.releaseFound(n) == nil:
 			return vOK, nil
+		case n == releaseForced:
+			forced++
 		}
 		return vRefused, nil
 	})
-	err := b.r.holdOutcome("release", res, b.excluded)
+	err := forcedOutcome(b.r.holdOutcome("release", res, b.excluded), forced)
 	if errors.Is(err, ErrUnknownOutcome) {
 		l.releaseUnsure.Store(true)
 	}

@@ -166,7 +166,7 @@ func TestRedlockMinorityPaused(t *testing.T) {
 			require.NoError(t, err, "round %d", round)
 			assert.Less(t, elapsed, 10*rlNodeTimeout, "round %d: obtain waited far beyond the node timeout", round)
 			for _, s := range srvs[:3] {
-				assert.Equal(t, l.Token(), rlGet(t, s, rlKey("k")), "round %d: lock on %s", round, s.Addr())
+				assert.Equal(t, distlock.StoredValue(l), rlGet(t, s, rlKey("k")), "round %d: lock on %s", round, s.Addr())
 			}
 
 			require.NoError(t, l.Refresh(ctx, 20*time.Second), "round %d", round)
@@ -464,7 +464,7 @@ func TestRedlockBlockingRetriesThroughMixedFailures(t *testing.T) {
 	l, err := rl.Obtain(ctx, "k", distlock.WithBlocking())
 	require.NoError(t, err)
 	for _, s := range srvs[:4] {
-		assert.Equal(t, l.Token(), rlGet(t, s, rlKey("k")))
+		assert.Equal(t, distlock.StoredValue(l), rlGet(t, s, rlKey("k")))
 	}
 	require.NoError(t, l.Release(ctx))
 }
@@ -631,7 +631,7 @@ func TestRedlockRefreshHealsRestartedNodes(t *testing.T) {
 		require.Empty(t, rlGet(t, srvs[i], "marker"), "restarted node should be empty")
 		// A refresh comes every TTL/3: within a TTL the key is back.
 		deadline := time.Now().Add(waitTimeout)
-		for rlGet(t, srvs[i], rlKey("heal")) != l.Token() {
+		for rlGet(t, srvs[i], rlKey("heal")) != distlock.StoredValue(l) {
 			require.True(t, time.Now().Before(deadline), "node %d not healed", i)
 			time.Sleep(ttl / 20)
 		}

@@ -185,8 +185,8 @@ func (lk *Locker) refreshReplicated(ctx context.Context, l *Lock, ttl time.Durat
 	switch {
 	case err != nil:
 		return err
-	case n == 0:
-		return errGone
+	case n != 1:
+		return refreshAnswer(n)
 	case waitErr != nil:
 		return waitErr
 	case acked < l.repl.n:

@@ -57,7 +57,7 @@ func TestReplicasObtainNotAcknowledged(t *testing.T) {
 	// (a timeout that a loaded machine cannot miss where success is expected)
 	l, err := lk.Obtain(ctx, "r", distlock.WithReplicas(1, 800*time.Millisecond), distlock.WithFencing())
 	require.NoError(t, err)
-	assert.Equal(t, l.Token(), rs.Replicas[0].Exec(t, "GET", "distlock:{r}"), "acknowledged: on the replica")
+	assert.Equal(t, distlock.StoredValue(l), rs.Replicas[0].Exec(t, "GET", "distlock:{r}"), "acknowledged: on the replica")
 	require.NoError(t, l.Release(ctx))
 }
 
@@ -98,7 +98,7 @@ func TestReplicasRefreshNotAcknowledged(t *testing.T) {
 	// primary ran each unacknowledged refresh, so its key lives there
 	// until the last refresh's TTL runs out: a cost in liveness only.
 	require.ErrorIs(t, auto.Release(ctx), distlock.ErrNotHeld)
-	assert.Equal(t, auto.Token(), rs.Primary.Exec(t, "GET", "distlock:{auto}"))
+	assert.Equal(t, distlock.StoredValue(auto), rs.Primary.Exec(t, "GET", "distlock:{auto}"))
 	require.NoError(t, l.Release(ctx))
 	assert.EqualValues(t, 0, rs.Primary.Exec(t, "EXISTS", "distlock:{refresh}"))
 }

@@ -10,7 +10,10 @@ import (
 // The Lua scripts are embedded from scripts/*.lua and run with EVALSHA,
 // falling back to EVAL when the server answers NOSCRIPT (after a restart or
 // SCRIPT FLUSH); redis.Script.Run does both. User data reaches them only
-// through KEYS and ARGV.
+// through KEYS and ARGV. What a script calls a holder's token is the value
+// stored in the lock key: the token, NUL, "owner:" and the owner label
+// (owner.go); only acquire.lua (re-attach) and the status script look
+// inside it.
 var (
 	//go:embed scripts/acquire.lua
 	acquireSrc string

@@ -288,7 +288,7 @@ func TestReleaseHandsOverToAWaiterOfTheSameLocker(t *testing.T) {
 	assert.Greater(t, o.l.Fence(), held.Fence())
 	got, err := client.Get(ctx, "distlock:{k}").Result()
 	require.NoError(t, err)
-	assert.Equal(t, o.l.Token(), got)
+	assert.Equal(t, distlock.StoredValue(o.l), got)
 	select {
 	case r := <-remoteGot:
 		t.Fatalf("the remote waiter obtained a lock that was handed over: %v", r.err)

@@ -94,7 +94,8 @@ func (b *bench) runS1(ctx context.Context, srv *server) error {
 		return ctx.Err()
 	}
 
-	// Redis's view: every lock key must still carry its holder's token.
+	// Redis's view: every lock key must still carry its holder's token
+	// (and owner label: the stored value is token, NUL "owner:", label).
 	var lostInRedis atomic.Int64
 	pipe := client.Pipeline()
 	cmds := make([]*redis.StringCmd, len(locks))
@@ -107,7 +108,7 @@ func (b *bench) runS1(ctx context.Context, srv *server) error {
 		return fmt.Errorf("S1 check: %w", err)
 	}
 	for i, l := range locks {
-		if v, err := cmds[i].Result(); err != nil || v != l.Token() {
+		if v, err := cmds[i].Result(); err != nil || v != l.Token()+"\x00owner:"+l.Owner() {
 			lostInRedis.Add(1)
 		}
 	}

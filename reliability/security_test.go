@@ -81,7 +81,8 @@ func TestForeignTokens(t *testing.T) {
 
 	// The library's own scripts, driven with other tokens, through the only
 	// door a foreign process has: re-attaching with WithToken.
-	guesses := []string{stale.Token(), "", "*", "' or 1 --", strings.ToUpper(cur.Token()), cur.Token()[:35], cur.Token() + " "}
+	guesses := []string{stale.Token(), "", "*", "' or 1 --", strings.ToUpper(cur.Token()), cur.Token()[:35], cur.Token() + " ",
+		storedValue(cur), cur.Token() + "\x00owner:"} // the holder's whole stored value is not its token either
 	for i := 0; i < 200; i++ {
 		guesses = append(guesses, newUUIDish(t))
 	}
@@ -104,7 +105,7 @@ func TestForeignTokens(t *testing.T) {
 		t.Errorf("stale Release: %v, want ErrNotHeld", err)
 	}
 	got, err := c.Get(ctx, lockKeyOf("guarded")).Result()
-	if err != nil || got != cur.Token() {
+	if err != nil || got != storedValue(cur) {
 		t.Fatalf("holder's lock changed: %q %v", got, err)
 	}
 	if ttl, err := cur.TTL(ctx); err != nil || ttl < 50*time.Second {
@@ -112,6 +113,10 @@ func TestForeignTokens(t *testing.T) {
 	}
 	t.Logf("RESULT %s: %d guessed/stale tokens refused (ErrNotObtained), stale Refresh/Release refused (ErrNotHeld), holder untouched", t.Name(), refused)
 }
+
+// storedValue is what the lock key of l holds: its token, NUL "owner:"
+// and its owner label (the layout documented in owner.go).
+func storedValue(l *distlock.Lock) string { return l.Token() + "\x00owner:" + l.Owner() }
 
 func newUUIDish(t *testing.T) string {
 	b := make([]byte, 16)

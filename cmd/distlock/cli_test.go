@@ -269,6 +269,12 @@ func TestRunUsageErrors(t *testing.T) {
 		{"run", "--redis", "http://" + srv.Addr(), "k", "--", "true"},
 		{"status"},
 		{"status", "--redis", url, "a", "b"},
+		{"list", "--redis", url, "a", "b"},
+		{"list", "--no-such-flag"},
+		{"release", "--redis", url, "k"},
+		{"release", "--force", "--redis", url},
+		{"release", "--force", "--redis", url, "a", "b"},
+		{"release", "--force", "--redis", url, "--redis", url, "k"},
 		{"demo", "--ticks", "0"},
 		{"nosuchcommand"},
 	}
@@ -344,7 +350,7 @@ func TestDemoOnRedis(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"help"}, {"run", "--help"}, {"status", "-h"}, {"demo", "--help"}, {"help", "run"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"run", "--help"}, {"status", "-h"}, {"list", "--help"}, {"release", "--help"}, {"demo", "--help"}, {"help", "run"}} {
 		code, stdout, stderr := runDistlock(t, "", nil, args...)
 		assert.Equal(t, 0, code, "%q", args)
 		assert.Empty(t, stderr)

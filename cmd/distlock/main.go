@@ -1,8 +1,11 @@
 // Command distlock runs commands under distributed locks on Redis, shows
-// the state of a lock, and demonstrates once-per-tick scheduled jobs.
+// the state of a lock, lists the locks held and clears a stuck one, and
+// demonstrates once-per-tick scheduled jobs.
 //
-//	distlock run [--redis URL]... [--once-per D] [--ttl D] [--wait D] [--grace D] [--fencing] [--conflict-exit-code N] KEY -- COMMAND [ARG...]
-//	distlock status [--redis URL]... KEY
+//	distlock run [--redis URL]... [--once-per D] [--ttl D] [--wait D] [--grace D] [--fencing] [--owner LABEL] [--conflict-exit-code N] KEY -- COMMAND [ARG...]
+//	distlock status [--redis URL]... [--json] KEY
+//	distlock list [--redis URL]... [--json] [PATTERN]
+//	distlock release --force [--yes] [--redis URL]... KEY
 //	distlock demo [--redis URL] [--replicas N] [--ticks N]
 //
 // Run "distlock help" or "distlock COMMAND --help" for the details.
@@ -37,7 +40,9 @@ const topUsage = `distlock runs commands under distributed locks on Redis.
 
 Usage:
   distlock run [flags] KEY -- COMMAND [ARG...]   run COMMAND while holding the lock KEY
-  distlock status [flags] KEY                    show whether KEY is held, its TTL and fence
+  distlock status [flags] KEY                    show whether KEY is held, by whom, its TTL and fence
+  distlock list [flags] [PATTERN]                list the locks held: TTL, fence, owner, kind
+  distlock release --force [flags] KEY           delete a stuck lock whoever holds it (asks first)
   distlock demo [flags]                          watch replicas of a scheduled job run once per tick
   distlock help [COMMAND]                        show this help, or a command's
 
@@ -50,6 +55,8 @@ Examples:
   0 3 * * *  distlock run --redis redis://redis-1:6379 --once-per 1h nightly-report -- ./report.sh
   distlock run --redis redis://redis-1:6379 --wait 1m migrate -- ./migrate up
   distlock status --redis redis://redis-1:6379 nightly-report
+  distlock list --redis redis://redis-1:6379 'nightly-*'
+  distlock release --force --redis redis://redis-1:6379 nightly-report
 
 Run "distlock COMMAND --help" for a command's flags and examples.
 `
@@ -91,6 +98,10 @@ func dispatch(args []string) int {
 		return runCmd(rest)
 	case "status":
 		return statusCmd(rest)
+	case "list":
+		return listCmd(rest)
+	case "release":
+		return releaseCmd(rest)
 	case "demo":
 		return demoCmd(rest)
 	case "help", "-h", "-help", "--help":
@@ -100,7 +111,7 @@ func dispatch(args []string) int {
 		fmt.Fprint(out, topUsage)
 		return exitOK
 	default:
-		errorf("unknown command %q (want run, status, demo or help)", cmd)
+		errorf("unknown command %q (want run, status, list, release, demo or help)", cmd)
 		return exitUsage
 	}
 }

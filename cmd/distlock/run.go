@@ -71,6 +71,8 @@ Flags (before KEY):
                           cannot be kept; at most half of --ttl (default 10s, or a
                           third of --ttl when that is shorter)
   --prefix STRING         namespace of the keys distlock writes (default "distlock:")
+  --owner LABEL           who holds the lock, as distlock status and list show it
+                          (default host:pid of this distlock)
   --node-timeout DURATION
                           with Redlock: how long to wait for each node per attempt
                           (default 100ms, at most TTL/10)
@@ -118,6 +120,7 @@ func runCmd(args []string) int {
 	conflictCode := fs.Int("conflict-exit-code", exitConflict, "")
 	grace := durationFlag(fs, "grace", defaultGrace)
 	prefix := fs.String("prefix", distlock.DefaultKeyPrefix, "")
+	owner := fs.String("owner", distlock.DefaultOwner(), "")
 	nodeTimeout := durationFlag(fs, "node-timeout", distlock.DefaultNodeTimeout)
 	if ok, code := parseFlags(fs, runUsage, args); !ok {
 		return code
@@ -185,7 +188,7 @@ func runCmd(args []string) int {
 	defer b.Close()
 
 	r := &runner{b: b, key: key, path: path, command: command, grace: *grace, fencing: *fencing,
-		conflictCode: *conflictCode, oncePer: *oncePer, limit: *limit}
+		conflictCode: *conflictCode, oncePer: *oncePer, limit: *limit, owner: *owner}
 	return r.run(*ttl, *wait)
 }
 
@@ -198,7 +201,8 @@ type runner struct {
 	fencing      bool
 	conflictCode int
 	oncePer      time.Duration
-	limit        int // --limit: one of limit permits; 0: the lock
+	limit        int    // --limit: one of limit permits; 0: the lock
+	owner        string // the owner label stored with the lock
 }
 
 func (r *runner) name() string { return filepath.Base(r.command[0]) }
@@ -327,7 +331,7 @@ loop:
 func (r *runner) obtain(sigs <-chan os.Signal, ttl, wait time.Duration) (*held, int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opts := []distlock.Option{distlock.WithTTL(ttl)}
+	opts := []distlock.Option{distlock.WithTTL(ttl), distlock.WithOwner(r.owner)}
 	if r.fencing {
 		opts = append(opts, distlock.WithFencing())
 	}

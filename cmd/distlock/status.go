@@ -14,15 +14,27 @@ const statusUsage = `Usage: distlock status [flags] KEY
 
 Shows whether the lock KEY is held (or done: marked by the library's Once,
 which will not run the work again until the mark expires), how long the
-current hold still lives unless refreshed, and the last fencing token
-handed out. It only reads: it
-never changes the lock and never shows the holder's token. With several
---redis URLs (Redlock) it shows each node and whether a majority holds KEY.
+current hold still lives unless refreshed, who holds it (the owner label
+its holder stored: host:pid unless it chose another), and the last fencing
+token handed out. It only reads: it never changes the lock and never shows
+the holder's token. With several --redis URLs (Redlock) it shows each node
+and whether a majority holds KEY.
 
 Flags (before KEY):
   --redis URL       Redis to ask; default $REDIS_URL. Repeat it for each
                     node of a Redlock.
   --prefix STRING   namespace of the keys distlock writes (default "distlock:")
+  --json            print one JSON object instead (see below)
+
+JSON (--json), for scripts; these field names stay:
+  {"key": "nightly-report", "state": "held", "ttl_ms": 24100, "fence": 7,
+   "owner": "web-3:4242"}
+  state is "free", "held", "done" or "unknown"; ttl_ms is how long the hold
+  still lives (0 when free, -1 without expiry); fence is 0 when none was
+  handed out; owner is "" when free or when the holder stored none. With a
+  Redlock it also has "quorum" (a majority) and "nodes": one object per
+  node with "node" (the URL, password blanked out), "state", "ttl_ms",
+  "fence", "owner" and, when the node failed, "error".
 
 With a Redlock, KEY is held when a majority of the nodes hold it, free
 when the nodes that answered show that no majority can hold it, and
@@ -44,6 +56,7 @@ func statusCmd(args []string) (code int) {
 	var urls urlList
 	fs.Var(&urls, "redis", "")
 	prefix := fs.String("prefix", distlock.DefaultKeyPrefix, "")
+	asJSON := fs.Bool("json", false, "")
 	if ok, code := parseFlags(fs, statusUsage, args); !ok {
 		return code
 	}
@@ -78,6 +91,18 @@ func statusCmd(args []string) (code int) {
 		errorf("status %q: %s", key, trimPrefix(err))
 		return exitError
 	}
+	defer func() {
+		if st.held == stateUnknown {
+			code = exitUnknown
+		}
+	}()
+	if *asJSON {
+		if err := printJSON(st.toJSON(key)); err != nil {
+			errorf("status %q: %v", key, err)
+			return exitError
+		}
+		return exitOK
+	}
 	printf("key:    %s\n", key)
 	if len(st.nodes) > 1 {
 		for _, n := range st.nodes {
@@ -85,11 +110,9 @@ func statusCmd(args []string) (code int) {
 		}
 	}
 	printf("state:  %s\n", st.describe())
-	defer func() {
-		if st.held == stateUnknown {
-			code = exitUnknown
-		}
-	}()
+	if st.held != stateFree && st.owner != "" {
+		printf("owner:  %s\n", printable(st.owner))
+	}
 	if st.fence > 0 {
 		printf("fence:  %d (the next --fencing holder gets a higher one)\n", st.fence)
 	} else {
@@ -114,6 +137,7 @@ type lockState struct {
 	shared int  // shared leases (readers, permits) that hold it
 	ttl    time.Duration
 	fence  int64
+	owner  string // the owner label stored with the lock, "" when none
 	err    error
 	name   string
 	nodes  []lockState // per node, with several nodes
@@ -168,14 +192,14 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		if err != nil {
 			return lockState{}, fmt.Errorf("%s: %w", b.nodes[0].name, err)
 		}
-		return lockState{held: stateOf(st.Held), done: st.Done, shared: st.Shared, ttl: st.TTL, fence: st.Fence, name: b.nodes[0].name}, nil
+		return lockState{held: stateOf(st.Held), done: st.Done, shared: st.Shared, ttl: st.TTL, fence: st.Fence, owner: st.Owner, name: b.nodes[0].name}, nil
 	}
 	all := lockState{quorum: len(b.nodes)/2 + 1}
 	var ttls []time.Duration
-	var errs []string
+	var errs, owners []string
 	for _, n := range b.nodes {
 		st, err := distlock.New(n.client, distlock.WithPipelining(false)).Status(ctx, key, opts...)
-		ns := lockState{held: stateOf(st.Held), done: st.Done, ttl: st.TTL, fence: st.Fence, err: err, name: n.name}
+		ns := lockState{held: stateOf(st.Held), done: st.Done, ttl: st.TTL, fence: st.Fence, owner: st.Owner, err: err, name: n.name}
 		all.nodes = append(all.nodes, ns)
 		all.done = all.done || st.Done
 		if err != nil {
@@ -185,6 +209,7 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		all.fence = max(all.fence, st.Fence)
 		if st.Held {
 			ttls = append(ttls, st.TTL)
+			owners = append(owners, st.Owner)
 		}
 	}
 	if len(errs) >= all.quorum {
@@ -198,6 +223,7 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		all.held = stateUnknown
 	default:
 		all.held = stateHeld
+		all.owner = mostCommon(owners)
 		// Sorted descending, the quorum-th TTL is how long a majority
 		// still holds it; -1 (no expiry) counts as the longest.
 		for i := range ttls {
@@ -210,6 +236,24 @@ func (b *backend) status(ctx context.Context, key string) (lockState, error) {
 		all.ttl = ttls[all.quorum-1]
 	}
 	return all, nil
+}
+
+// mostCommon returns the value that occurs most often in vs (the first
+// of those that tie), "" when vs is empty.
+func mostCommon(vs []string) string {
+	best, bestN := "", 0
+	for i, v := range vs {
+		n := 0
+		for _, w := range vs[i:] {
+			if w == v {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = v, n
+		}
+	}
+	return best
 }
 
 func stateOf(held bool) heldState {

@@ -2,7 +2,6 @@ package distlock_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -22,9 +21,9 @@ import (
 // redistest.Script.
 func scriptSrc(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("scripts/" + name + ".lua")
-	require.NoError(t, err)
-	return string(b)
+	src := distlock.ScriptSource(name)
+	require.NotEmpty(t, src, "script %q", name)
+	return src
 }
 
 // steppedRetry is a RetryStrategy that hands control to the test between

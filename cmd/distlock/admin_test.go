@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -303,10 +304,19 @@ func TestReleaseForceRedlock(t *testing.T) {
 	h.stdout.waitFor(t, "ready")
 	srvs[1].Exec(t, "SET", "distlock:{remnant}", "tok\x00owner:gone", "PX", "60000")
 
+	// The holder's quorum may have left out a node that was slow to answer
+	// (a loaded machine): list must count the nodes that hold the key.
+	holding := 0
+	for _, s := range srvs {
+		n, err := s.Client(t).Exists(context.Background(), "distlock:{job}").Result()
+		require.NoError(t, err)
+		holding += int(n)
+	}
+	require.GreaterOrEqual(t, holding, 2, "the holder has a quorum")
 	code, stdout, stderr := runDistlock(t, "", nil, append([]string{"list"}, args...)...)
 	require.Equal(t, 0, code, stderr)
 	assert.Regexp(t, `(?m)^KEY +TTL +FENCE +OWNER +KIND +NODES$`, stdout)
-	assert.Regexp(t, `(?m)^job +\S+ +- +`+regexp.QuoteMeta(ownerOf(t, h))+` +lock +3/3$`, stdout)
+	assert.Regexp(t, fmt.Sprintf(`(?m)^job +\S+ +- +%s +lock +%d/3$`, regexp.QuoteMeta(ownerOf(t, h)), holding), stdout)
 	assert.Regexp(t, `(?m)^remnant +\S+ +- +gone +lock +1/3$`, stdout)
 
 	code, stdout, stderr = runDistlock(t, "", nil, append(append([]string{"release", "--force", "--yes"}, args...), "job")...)

@@ -20,6 +20,9 @@
 //   - Do runs fn while holding a lock, released when fn returns: mutual
 //     exclusion (stock, a migration), not "once".
 //   - Obtain takes a lock and returns the *Lock, for the caller to release.
+//   - ObtainMulti takes several keys as one lock, all or none, without
+//     deadlock between callers whose key sets overlap (moving stock
+//     between two warehouses).
 //   - Status tells whether a key is free, held, done (by Once) or, on a
 //     Redlock, unknown.
 //
@@ -163,6 +166,10 @@
 // the resource; Lead's fn reads its term's fence with LeaderLock(ctx). [6] Every tick has a key of its own, so its fence would
 // always be 1; TickClaim.Tick, which grows from tick to tick, plays that
 // role.
+//
+// ObtainMulti takes the options of Obtain and rejects WithToken: a
+// caller's token would let the clean-up of a failed attempt delete a live
+// hold.
 //
 // Once rejects WithToken because it draws a fresh token per run (a shared
 // token would let two callers run at once) and WithFencing because fn gets

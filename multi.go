@@ -102,7 +102,9 @@ const (
 //
 // Options are those of Obtain: WithBlocking waits (woken by a release of
 // the key found held, not polling, and re-checking at that holder's expiry
-// or after the fallback delay), WithRetry retries, WithAutoRefresh keeps
+// or after the fallback delay; blocked callers of one Locker queue per key
+// as for Obtain, but a multi-key lock is never handed over in-process: its
+// release frees every key and wakes every waiter), WithRetry retries, WithAutoRefresh keeps
 // every key alive, WithFencing draws a fence per key (Lock.Fences; Fence
 // is that of the first key), WithReplicas acknowledges each group's write
 // on its shard's replicas. WithToken is rejected with ErrInvalidArgument:
@@ -548,7 +550,10 @@ func (lk *Locker) giveBack(ctx context.Context, token string, groups []multiGrou
 
 // refresh extends every group; when a group finds a key no longer held by
 // the token, the lock is lost: that group's script gave back its own keys,
-// and the other groups are given back here.
+// and the other groups are given back here, unless the refresh was called
+// off (Release cancels the auto-refresher's ctx before it releases: the
+// keys found gone may be the release's doing, and the release frees the
+// rest).
 func (mb *multiBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
 	lk := mb.lk
 	args := []any{l.token, ttl.Milliseconds(), "1"}
@@ -576,8 +581,9 @@ func (mb *multiBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration)
 		case err != nil:
 			return err
 		case n != multiRefreshExtended:
-			others := slices.Delete(slices.Clone(mb.p.groups), gi, gi+1)
-			lk.giveBack(ctx, l.token, others)
+			if ctx.Err() == nil {
+				lk.giveBack(ctx, l.token, slices.Delete(slices.Clone(mb.p.groups), gi, gi+1))
+			}
 			return errGone
 		case waitErr != nil:
 			return waitErr
@@ -810,9 +816,14 @@ func (b *redlockMultiBackend) abandon(ctx context.Context, token string, took []
 		sel[i] = v != vRefused
 		mine = mine || sel[i]
 	}
-	if !mine {
-		return
+	if mine {
+		b.giveBack(ctx, token, sel)
 	}
+}
+
+// giveBack releases the keys token holds on the nodes with sel[i] (nil:
+// all), publishing their wake-ups. It is best effort, as abandon.
+func (b *redlockMultiBackend) giveBack(ctx context.Context, token string, sel []bool) {
 	op := nodeOp{script: multiReleaseScript, keys: b.p.groups[0].rks, args: []any{token}}
 	b.rb.r.fanOut(context.WithoutCancel(ctx), b.rb.nodeTimeout, skipSlow, sel, &op, ignoreAnswer)
 }
@@ -821,7 +832,9 @@ func (b *redlockMultiBackend) abandon(ctx context.Context, token string, took []
 // a quorum of nodes holding every key, within the lock's validity. A node
 // that lost keys (and where no other token holds one) gets them all back,
 // in one script, once a quorum confirmed the hold (see
-// redlockBackend.refresh).
+// redlockBackend.refresh). A lock found lost gives back at once the keys
+// it still holds on any node, unless the refresh was called off (see
+// multiBackend.refresh).
 func (b *redlockMultiBackend) refresh(ctx context.Context, l *Lock, ttl time.Duration) error {
 	r := b.rb.r
 	g := &b.p.groups[0]
@@ -843,6 +856,9 @@ func (b *redlockMultiBackend) refresh(ctx context.Context, l *Lock, ttl time.Dur
 		return vRefused, nil
 	})
 	if err := r.holdOutcome("refresh", res, b.rb.excluded); err != nil {
+		if errors.Is(err, ErrNotHeld) && ctx.Err() == nil {
+			b.giveBack(ctx, l.token, b.rb.mayHold)
+		}
 		return err
 	}
 	if slices.Contains(gone, true) && ctx.Err() == nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -148,7 +149,7 @@ func (lk *Locker) ObtainMulti(ctx context.Context, keys []string, opts ...Option
 		}
 		return l, holderTTL, held, err
 	}
-	l, err := obtainMulti(ctx, plan, o, lk.waiters, attempt)
+	l, err := obtainMulti(ctx, label, plan, o, lk.waiters, attempt)
 	if err != nil && notReplicated != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("obtain %q: %w", label, notReplicated)
 	}
@@ -201,7 +202,7 @@ func (r *Redlock) ObtainMulti(ctx context.Context, keys []string, opts ...Option
 		}
 		return l, holderTTL, held, nil
 	}
-	l, err := obtainMulti(ctx, plan, o, r.waiters, attempt)
+	l, err := obtainMulti(ctx, label, plan, o, r.waiters, attempt)
 	if err != nil && last != nil && errors.Is(err, ErrNotObtained) {
 		err = fmt.Errorf("%w (last attempt: %w)", err, last)
 	}
@@ -247,7 +248,7 @@ var (
 )
 
 // multiLabel names keys in messages, which quote it: obtain "[a b]": ...
-func multiLabel(keys []string) string { return fmt.Sprint(keys) }
+func multiLabel(keys []string) string { return "[" + strings.Join(keys, " ") + "]" }
 
 // multiOptions resolves and checks the options of one ObtainMulti.
 func multiOptions(defaults options, opts []Option, redlock bool) (options, error) {
@@ -307,16 +308,14 @@ func newMultiPlan(prefix string, keys []string, sh sharding) (*multiPlan, error)
 		return nil, invalidf("no keys")
 	}
 	p := &multiPlan{keys: slices.Clone(keys), rks: make([]string, len(keys))}
-	seen := make(map[string]int, len(keys))
 	for i, k := range keys {
 		if k == "" {
 			return nil, invalidf("empty key at index %d", i)
 		}
-		if j, dup := seen[k]; dup {
-			return nil, invalidf("key %q given twice (at %d and %d)", k, j, i)
-		}
-		seen[k] = i
 		p.rks[i] = lockKey(prefix, k)
+	}
+	if j, i, dup := firstDuplicate(keys); dup {
+		return nil, invalidf("key %q given twice (at %d and %d)", keys[i], j, i)
 	}
 	order := make([]int, len(keys))
 	for i := range order {
@@ -350,6 +349,29 @@ func newMultiPlan(prefix string, keys []string, sh sharding) (*multiPlan, error)
 		}
 	}
 	return p, nil
+}
+
+// firstDuplicate reports the first key of keys (at i) that an earlier one
+// (at j) equals.
+func firstDuplicate(keys []string) (j, i int, dup bool) {
+	if len(keys) <= 16 { // a map costs more than the comparisons
+		for i := 1; i < len(keys); i++ {
+			for j := range i {
+				if keys[j] == keys[i] {
+					return j, i, true
+				}
+			}
+		}
+		return 0, 0, false
+	}
+	seen := make(map[string]int, len(keys))
+	for i, k := range keys {
+		if j, ok := seen[k]; ok {
+			return j, i, true
+		}
+		seen[k] = i
+	}
+	return 0, 0, false
 }
 
 // clusterSlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its
@@ -398,8 +420,7 @@ var errRoomMoved = errors.New("distlock: the key to wait for moved")
 // the first key in the global order); when an attempt finds another key
 // held, it moves to that key's room, where obtain subscribes and tries
 // again before it waits, so that no release is missed.
-func obtainMulti(ctx context.Context, p *multiPlan, o options, w *waiters, attempt multiAttemptFunc) (*Lock, error) {
-	label := multiLabel(p.keys)
+func obtainMulti(ctx context.Context, label string, p *multiPlan, o options, w *waiters, attempt multiAttemptFunc) (*Lock, error) {
 	room := p.groups[0].rks[0]
 	for {
 		moved := ""

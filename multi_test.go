@@ -589,6 +589,15 @@ func TestObtainMultiBlockedCallerIsWoken(t *testing.T) {
 	})
 }
 
+// manyKeys returns n distinct keys k0, k1, ...
+func manyKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	return keys
+}
+
 // TestObtainMultiBadInput: no keys, an empty key, a key given twice, a
 // caller's token and a bad option are rejected with ErrInvalidArgument,
 // writing nothing; so are, on a Redlock, WithReplicas and keys that a node
@@ -607,7 +616,8 @@ func TestObtainMultiBadInput(t *testing.T) {
 		{"nil", nil, nil, "no keys"},
 		{"empty list", []string{}, nil, "no keys"},
 		{"empty key", []string{"a", ""}, nil, "empty key at index 1"},
-		{"twice", []string{"a", "b", "a"}, nil, `key "a" given twice`},
+		{"twice", []string{"a", "b", "a"}, nil, `key "a" given twice (at 0 and 2)`},
+		{"twice among many", append(manyKeys(20), "k7"), nil, `key "k7" given twice (at 7 and 20)`},
 		{"token", []string{"a", "b"}, []distlock.Option{distlock.WithToken("mine")}, "WithToken"},
 		{"ttl", []string{"a", "b"}, []distlock.Option{distlock.WithTTL(0)}, "TTL"},
 	}

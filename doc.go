@@ -187,7 +187,9 @@
 // "<prefix>{K}:fence" (the fence counter), and publishes releases on the
 // channel "<prefix>{K}:wake", with '{', '}' and '%' in the
 // prefix and K percent-escaped, so that the keys of one lock share a Redis
-// Cluster slot whatever K holds. The default prefix is "distlock:".
+// Cluster slot whatever K holds. The default prefix is "distlock:". A
+// multi-key lock (ObtainMulti) writes these same keys for each of its keys,
+// all with one token.
 //
 // # Errors
 //

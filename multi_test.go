@@ -842,9 +842,11 @@ func TestObtainMultiReplicas(t *testing.T) {
 		assert.EqualValues(t, 0, c.Exists(ctx, rlKey(k)).Val(), "%s left unacknowledged", k)
 	}
 
+	// A WAIT timeout long enough for a loaded machine's replica (500ms
+	// went unacknowledged once there), below the client's ReadTimeout.
 	rs := redistest.StartReplicated(t, 1)
-	lk := distlock.New(rs.Primary.Client(t))
-	l, err := lk.ObtainMulti(ctx, []string{"p", "q"}, distlock.WithReplicas(1, 500*time.Millisecond))
+	lk := distlock.New(rs.Primary.Client(t, func(o *redis.Options) { o.ReadTimeout = 3 * time.Second }))
+	l, err := lk.ObtainMulti(ctx, []string{"p", "q"}, distlock.WithReplicas(1, 2*time.Second))
 	require.NoError(t, err)
 	require.NoError(t, l.Refresh(ctx, 0))
 	require.NoError(t, l.Release(ctx))

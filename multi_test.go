@@ -866,3 +866,47 @@ func TestObtainMultiErrorsNameTheKeys(t *testing.T) {
 	assert.Equal(t, `obtain "[a b]": distlock: not obtained`, err.Error())
 	assert.False(t, strings.Contains(err.Error(), "\n"))
 }
+
+// TestObtainMultiRing: on a redis.Ring each key is a group of its own, so
+// that every key is written on the shard its name maps to: a plain Obtain
+// through another Ring client finds each of them held, and a key held
+// there makes the whole attempt fail, leaving none of the others.
+func TestObtainMultiRing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	srvs := redistest.StartN(t, 2)
+	ring := func() *redis.Ring {
+		r := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"s0": srvs[0].Addr(), "s1": srvs[1].Addr()}})
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	x, y := distlock.New(ring()), distlock.New(ring())
+	keys := manyKeys(6)
+	l, err := x.ObtainMulti(ctx, keys)
+	require.NoError(t, err)
+	used := make(map[int]bool)
+	for _, k := range keys {
+		_, err := y.Obtain(ctx, k)
+		require.ErrorIs(t, err, distlock.ErrNotObtained, "%s not held where the Ring puts it", k)
+		for i, srv := range srvs {
+			if rlGet(t, srv, rlKey(k)) == l.Token() {
+				used[i] = true
+			}
+		}
+	}
+	require.Len(t, used, 2, "every key on one shard: the test proves nothing")
+	require.NoError(t, l.Release(ctx))
+
+	held, err := y.Obtain(ctx, keys[3])
+	require.NoError(t, err)
+	_, err = x.ObtainMulti(ctx, keys)
+	require.ErrorIs(t, err, distlock.ErrNotObtained)
+	for _, k := range keys {
+		for _, srv := range srvs {
+			if v := rlGet(t, srv, rlKey(k)); v != "" && v != held.Token() {
+				t.Errorf("%s left on %s by a failed attempt", k, srv.Addr())
+			}
+		}
+	}
+	require.NoError(t, held.Release(ctx))
+}

@@ -39,12 +39,12 @@ import (
 //
 // Why overlapping callers cannot deadlock: a caller never waits while it
 // holds a group (an attempt that fails gives back everything before it
-// waits), so no cycle of waiters can form. Why they make progress: among
-// the callers holding part of their sets, the one holding the highest
-// group in the global order only ever goes on to higher groups, which no
-// other partial holder holds, so it fails only against a complete holder
-// (which releases) or a plain lock, never against another caller that is
-// itself stuck.
+// waits), so no cycle of waiters can form. Why they do not spoil each
+// other's attempts either: as every caller takes its groups in the same
+// order, two attempts that conflict meet at the first group they share;
+// the one that takes it has taken all its groups below it and goes on only
+// to groups above it, while the other holds only groups below it, none of
+// which the first needs.
 //
 // Waiting. A blocked caller waits in the room (wait.go) of the key its
 // last attempt found held, subscribed to that key's wake channel before
@@ -101,16 +101,16 @@ const (
 // groups it took before it returns. On a *redis.Ring each key is a group of
 // its own. A client of another type is taken to reach a single server.
 //
-// Options are those of Obtain: WithBlocking waits (woken by a release of
-// the key found held, not polling, and re-checking at that holder's expiry
-// or after the fallback delay; blocked callers of one Locker queue per key
-// as for Obtain, but a multi-key lock is never handed over in-process: its
-// release frees every key and wakes every waiter), WithRetry retries, WithAutoRefresh keeps
-// every key alive, WithFencing draws a fence per key (Lock.Fences; Fence
-// is that of the first key), WithReplicas acknowledges each group's write
-// on its shard's replicas. WithToken is rejected with ErrInvalidArgument:
-// a caller's token would re-attach to keys it still holds, so the
-// clean-up of a failed attempt could delete a live hold.
+// Options are those of Obtain. WithBlocking waits: woken by a release of
+// the key found held (not polling), re-checking at that holder's expiry or
+// after the fallback delay; blocked callers of one Locker queue per key as
+// for Obtain, but a multi-key lock is never handed over in-process (its
+// release frees every key and wakes every waiter). WithRetry retries,
+// WithAutoRefresh keeps every key alive, WithFencing draws a fence per key
+// (Lock.Fences; Fence is the first key's), WithReplicas acknowledges each
+// group's write on its shard's replicas. WithToken is rejected with
+// ErrInvalidArgument: a caller's token would re-attach to keys it still
+// holds, so the clean-up of a failed attempt could delete a live hold.
 //
 // The returned Lock covers every key, and is held only while all of them
 // are: Refresh and auto-refresh extend every key and report the lock lost
@@ -321,12 +321,13 @@ func newMultiPlan(prefix string, keys []string, sh sharding) (*multiPlan, error)
 	for i := range order {
 		order[i] = i
 	}
-	slot := func(i int) int {
-		if sh == bySlot {
-			return clusterSlot(p.rks[i])
+	slots := make([]int, len(keys)) // all 0 but on a Cluster
+	if sh == bySlot {
+		for i, rk := range p.rks {
+			slots[i] = clusterSlot(rk)
 		}
-		return 0
 	}
+	slot := func(i int) int { return slots[i] }
 	slices.SortFunc(order, func(a, b int) int {
 		if c := cmp.Compare(slot(a), slot(b)); c != 0 {
 			return c

@@ -20,6 +20,9 @@
 //   - Do runs fn while holding a lock, released when fn returns: mutual
 //     exclusion (stock, a migration), not "once".
 //   - Obtain takes a lock and returns the *Lock, for the caller to release.
+//   - ObtainMulti takes several keys as one lock, all or none, without
+//     deadlock between callers whose key sets overlap (moving stock
+//     between two warehouses).
 //   - Status tells whether a key is free, held, done (by Once) or, on a
 //     Redlock, unknown, and who holds it (the owner label, WithOwner).
 //   - List and ForceRelease (LockAdmin) are for operators: the locks held
@@ -199,6 +202,10 @@
 // List and ForceRelease take the options of Status: WithKeyPrefix, and
 // WithNodeTimeout for a Redlock's ForceRelease; they ignore the others.
 //
+// ObtainMulti takes the options of Obtain and rejects WithToken: a
+// caller's token would let the clean-up of a failed attempt delete a live
+// hold.
+//
 // Once rejects WithToken because it draws a fresh token per run (a shared
 // token would let two callers run at once) and WithFencing because fn gets
 // no Lock to read the fence from, and WithReplicas because its done marker
@@ -221,7 +228,8 @@
 // waiting writers' claims in "<prefix>{K}:writers". Keys are written with
 // '{', '}' and '%' in the prefix and K percent-escaped, so that the keys of
 // one lock share a Redis Cluster slot whatever K holds. The default prefix
-// is "distlock:".
+// is "distlock:". A multi-key lock (ObtainMulti) writes these same keys
+// for each of its keys, all with one token.
 //
 // # Errors
 //

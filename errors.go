@@ -30,10 +30,11 @@ var (
 	ErrUnknownOutcome = errors.New("distlock: unknown outcome")
 
 	// ErrInvalidArgument is matched by every error about bad input: an empty
-	// key, a TTL ≤ 0 or not above the drift allowance, a bad drift factor, a
-	// nil retry strategy, no client or a nil client, a Redlock of fewer than
-	// 3 nodes, WithToken given to New or NewRedlock, a nil fn. The message
-	// names the problem.
+	// key (or, to ObtainMulti, no keys or a key given twice), a TTL ≤ 0 or
+	// not above the drift allowance, a bad drift factor, a nil retry
+	// strategy, no client or a nil client, a Redlock of fewer than 3 nodes,
+	// WithToken given to New or NewRedlock, a nil fn. The message names the
+	// problem.
 	ErrInvalidArgument = errors.New("distlock: invalid argument")
 
 	// ErrNotReplicated means fewer replicas acknowledged a write of the lock

@@ -230,6 +230,61 @@ func ExampleWithFencing() {
 	// true
 }
 
+// Move stock between two warehouses without deadlock: ObtainMulti takes
+// the locks of both warehouses or of neither, so transfers from Berlin to
+// Paris and from Paris to Berlin, running at once and naming the
+// warehouses in opposite orders, never each hold one warehouse while
+// waiting for the other, and no transfer loses another's update.
+func ExampleLocker_ObtainMulti() {
+	client, stop := exampleClient()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	locker := distlock.New(client)
+	client.Set(ctx, "stock:berlin", 100, 0)
+	client.Set(ctx, "stock:paris", 100, 0)
+
+	move := func(ctx context.Context, from, to string, n int) error {
+		lock, err := locker.ObtainMulti(ctx, []string{"warehouse:" + from, "warehouse:" + to},
+			distlock.WithBlocking(), distlock.WithTTL(10*time.Second))
+		if err != nil {
+			return err // ctx ended (then it matches ErrNotObtained), Redis is down, or bad input
+		}
+		defer lock.Release(ctx)
+		have, _ := client.Get(ctx, "stock:"+from).Int()
+		if have < n {
+			return fmt.Errorf("only %d in %s", have, from)
+		}
+		got, _ := client.Get(ctx, "stock:"+to).Int()
+		client.Set(ctx, "stock:"+from, have-n, 0)
+		client.Set(ctx, "stock:"+to, got+n, 0)
+		return nil
+	}
+
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := move(ctx, "berlin", "paris", 1); err != nil {
+				fmt.Println("move:", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := move(ctx, "paris", "berlin", 2); err != nil {
+				fmt.Println("move:", err)
+			}
+		}()
+	}
+	wg.Wait()
+	berlin, _ := client.Get(ctx, "stock:berlin").Int()
+	paris, _ := client.Get(ctx, "stock:paris").Int()
+	fmt.Println("berlin:", berlin, "paris:", paris)
+	// Output:
+	// berlin: 110 paris: 90
+}
+
 // Auto-refresh keeps a lock alive for as long as the work takes; Done closes
 // (and Err says why) if the lock is lost.
 func ExampleWithAutoRefresh() {

@@ -27,6 +27,9 @@ func ScriptSource(name string) string {
 		"once_acquire":  onceAcquireScript,
 		"once_finish":   onceFinishScript,
 		"force_release": forceReleaseScript,
+		"multi_acquire": multiAcquireScript,
+		"multi_release": multiReleaseScript,
+		"multi_refresh": multiRefreshScript,
 	}[name]
 	if !ok {
 		return ""

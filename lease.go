@@ -106,7 +106,9 @@ func (l *Lock) startRefresher(live time.Duration, ttl func() time.Duration) {
 	}()
 }
 
-// Key returns the lock's name as given to Obtain (without the key prefix).
+// Key returns the lock's name as given to Obtain (without the key prefix);
+// for a lock from ObtainMulti, the first of its keys as given (Keys has
+// them all).
 func (l *Lock) Key() string { return l.key }
 
 // Token returns this holder's secret token: whoever has it can release,
@@ -115,7 +117,8 @@ func (l *Lock) Token() string { return tokenOf(l.token) }
 
 // Fence returns the fencing token drawn when the lock was obtained with
 // WithFencing: strictly greater than every fence handed out before for the
-// key. It is 0 without WithFencing.
+// key. It is 0 without WithFencing. For a lock from ObtainMulti it is the
+// fence of Key, the first key (Fences has every key's).
 func (l *Lock) Fence() int64 { return l.fence }
 
 // ValidUntil returns the local time until which the lock is guaranteed,

@@ -82,7 +82,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "short smoke run: fewer, shorter repeats; timings are printed but not judged")
 	out := fs.String("out", ".", "directory for RESULTS.md and results.png (written by a full run of all rows, or whenever -out is given)")
-	only := fs.String("only", "", "comma-separated rows to run (U1,A1,C1,C16,R3,R5,U1R,U1O,SH,S1); default all")
+	only := fs.String("only", "", "comma-separated rows to run (U1,A1,C1,C16,R3,R5,U1R,U1O,SH,M2,S1); default all")
 	render := fs.Bool("render", false, "measure nothing: render RESULTS.md and results.png again from results.json in -out")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -184,6 +184,7 @@ func (b *bench) measure(ctx context.Context, want func(string) bool) error {
 		{"U1R", func() error { return b.runU1R(ctx, nodes[3], nodes[4]) }},
 		{"SH", func() error { return b.runSH(ctx, single) }},
 		{"U1O", func() error { return b.runU1O(ctx, single) }},
+		{"M2", func() error { return b.runM2(ctx, single) }},
 		{"S1", func() error { return b.runS1(ctx, single) }},
 	}
 	for _, s := range steps {

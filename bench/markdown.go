@@ -117,6 +117,10 @@ func (b *bench) markdown() string {
 	if t := b.detailTable(fmt.Sprintf("SH/%d", shGoroutines), []string{"rate"}, []string{"cycles/s"}, []string{"rate"}); t != "" {
 		w("SH:\n\n%s\n", t)
 	}
+	w("**M2** — the multi-key lock: %d goroutines, each cycling keys of its own, uncontended, on one node: `ObtainMulti` of two keys (one script takes both, one releases both) against `Obtain` of one, plain (`SET NX PX`, no script) and with `WithFencing` (a script); the ratio is two keys ÷ one.\n\n", m2Goroutines)
+	if t := b.detailTable("M2", []string{"rate"}, []string{"cycles/s"}, []string{"rate"}); t != "" {
+		w("%s\n", t)
+	}
 	w("**S1** — %d locks obtained with `WithAutoRefresh()` and TTL %v on one node, held for %v (one run). "+
 		"A lock counts as lost when its Done closed during the hold, when its key no longer held its token at the end, or when Release answered ErrNotHeld. "+
 		"Refresh commands/s are the commands the client sent during the hold. Client CPU is getrusage(RUSAGE_SELF) user+system over the hold; Redis CPU from INFO cpu.\n\n",
@@ -128,7 +132,7 @@ func (b *bench) markdown() string {
 	}
 	w("## How to reproduce\n\n")
 	w("Needs Go, `redis-server` and `redis-benchmark` on PATH (or `REDIS_SERVER` set to the server binary).\n\n")
-	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, U1R, U1O, SH, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
+	w("```sh\ncd bench\ngo run .          # full run, a few minutes; rewrites RESULTS.md and %s\ngo run . -quick   # smoke run for CI, seconds; judges no timing, fails on functional errors\ngo run . -only C1 # one row (U1, A1, C1, C16, R3, R5, U1R, U1O, SH, M2, S1), printed only\ngo run . -render # rewrite this file and the chart from %s (the raw samples of the last full run)\n```\n", chartFile, dataFile)
 	return sb.String()
 }
 

@@ -145,6 +145,14 @@ func (b *bench) rows() []row {
 				unit: "rate", ratio: true})
 		}
 	}
+	if s := b.sets["M2"]; s != nil {
+		rows = append(rows, row{id: "M2", metric: fmt.Sprintf("cycles/s, %d goroutines, ObtainMulti of 2 keys", m2Goroutines),
+			ours: s.med(subjOursMultiTwo, "rate"), peer: subjOursPlainOne, peerV: s.med(subjOursPlainOne, "rate"),
+			unit: "rate", ratio: true},
+			row{id: "M2", metric: fmt.Sprintf("cycles/s, %d goroutines, ObtainMulti of 2 keys", m2Goroutines),
+				ours: s.med(subjOursMultiTwo, "rate"), peer: subjOursFencedOne, peerV: s.med(subjOursFencedOne, "rate"),
+				unit: "rate", ratio: true})
+	}
 	if s := b.sets["A1"]; s != nil {
 		rows = append(rows,
 			row{id: "A1", metric: "allocs per cycle", ours: s.med(subjOurs, "allocs"), peer: subjRedislock,

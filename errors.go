@@ -69,9 +69,19 @@ func (e *ReplicationError) Error() string {
 // Is reports whether target is ErrNotReplicated.
 func (e *ReplicationError) Is(target error) bool { return target == ErrNotReplicated }
 
+// ErrExpired is matched, together with ErrNotHeld, by the error of a lock
+// whose validity (ValidUntil) ran out before a refresh confirmed it: no
+// refresh was due (no WithAutoRefresh), or the refreshes failed (Redis
+// slow or unreachable; the error then also wraps the last refresh's
+// error). Lock.Err, Release, Refresh and TTL return it; an Observer sees it
+// as the cause of an EventLost. The other reasons a lock is lost are
+// ErrForceReleased and, for a lock deleted or taken over in Redis, an error
+// that matches only ErrNotHeld.
+var ErrExpired = fmt.Errorf("%w: validity ran out before a refresh confirmed it", ErrNotHeld)
+
 // Reasons a lock ends without the holder's Release; all match ErrNotHeld.
 var (
-	errExpired  = fmt.Errorf("%w: validity ran out before a refresh confirmed it", ErrNotHeld)
+	errExpired  = ErrExpired
 	errGone     = fmt.Errorf("%w: the lock was deleted or taken over", ErrNotHeld)
 	errReleased = fmt.Errorf("%w: already released", ErrNotHeld)
 	// A release's findings (release.lua).

@@ -38,6 +38,7 @@ func TestLockContextEndsWithTheLock(t *testing.T) {
 		cause := context.Cause(ctx)
 		assert.ErrorIs(t, cause, distlock.ErrNotHeld)
 		assert.Equal(t, l.Err(), cause, "the cause is the lock's loss")
+		assert.NotErrorIs(t, cause, distlock.ErrExpired, "deleted, not expired")
 		assert.ErrorIs(t, context.Cause(other), context.Canceled, "a context let go of keeps its own cause")
 		_ = l.Release(bg)
 	})
@@ -67,6 +68,8 @@ func TestLockContextEndsWithTheLock(t *testing.T) {
 		waitClosed(t, ctx.Done(), waitTimeout, "ctx at ValidUntil")
 		assert.False(t, time.Now().Before(l.ValidUntil()), "ended before ValidUntil")
 		assert.ErrorIs(t, context.Cause(ctx), distlock.ErrNotHeld)
+		assert.ErrorIs(t, context.Cause(ctx), distlock.ErrExpired)
+		assert.ErrorIs(t, l.Err(), distlock.ErrExpired)
 	})
 
 	t.Run("parent", func(t *testing.T) {

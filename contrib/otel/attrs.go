@@ -63,6 +63,9 @@ const (
 	errNetwork
 	errOther
 
+	causeExpired
+	causeForceReleased
+	causeGone
 	causeUnknown
 
 	codeCount
@@ -96,7 +99,10 @@ var codeNames = [codeCount]string{
 	errNetwork:          "network",
 	errOther:            "_OTHER",
 
-	causeUnknown: "unknown",
+	causeExpired:       "expired",
+	causeForceReleased: "force_released",
+	causeGone:          "deleted_or_taken_over",
+	causeUnknown:       "unknown",
 }
 
 func (c code) String() string { return codeNames[c] }
@@ -143,14 +149,19 @@ func errorType(err error) code {
 }
 
 // lossCauses maps the errors a lost lock reports to the values of
-// distlock.loss.cause, first match first. distlock does not export its
-// reasons yet (expired, deleted, taken over, force-released all match only
-// distlock.ErrNotHeld), so every loss is "unknown" until it does; each
-// reason it exports is one line here.
+// distlock.loss.cause, first match first: its validity ran out before a
+// refresh confirmed it (expired), an operator force-released it
+// (force_released), or Redis no longer had it for this holder (deleted or
+// taken over: a refresh cannot tell the two apart). A loss that matches
+// none (not even ErrNotHeld) is "unknown".
 var lossCauses = []struct {
 	err   error
 	cause code
-}{}
+}{
+	{distlock.ErrExpired, causeExpired},
+	{distlock.ErrForceReleased, causeForceReleased},
+	{distlock.ErrNotHeld, causeGone},
+}
 
 // lossCause is the value of distlock.loss.cause for the error of a lost
 // lock: see lossCauses.

@@ -119,7 +119,8 @@ func TestLockerEndToEnd(t *testing.T) {
 		{mAttempts, []string{"distlock.redlock=false", "distlock.attempt.outcome=contended"}, 1},
 		{mHeld, []string{"distlock.redlock=false"}, 0},
 		{mRefresh, []string{"distlock.redlock=false", "distlock.refresh.outcome=ok"}, 1},
-		{mLosses, []string{"distlock.redlock=false", "distlock.loss.cause=unknown"}, 2},
+		{mLosses, []string{"distlock.redlock=false", "distlock.loss.cause=deleted_or_taken_over"}, 1},
+		{mLosses, []string{"distlock.redlock=false", "distlock.loss.cause=expired"}, 1},
 	}
 	for _, tt := range sums {
 		if got := m.sum(t, tt.name, attrs(tt.set...)); got != tt.want {
@@ -134,15 +135,16 @@ func TestLockerEndToEnd(t *testing.T) {
 		{mObtain, []string{"distlock.redlock=false", "distlock.obtain.outcome=obtained"}, 4},
 		{mObtain, []string{"distlock.redlock=false", "distlock.obtain.outcome=not_obtained"}, 1},
 		{mHold, []string{"distlock.redlock=false", "distlock.lock.end=released"}, 2},
-		{mHold, []string{"distlock.redlock=false", "distlock.lock.end=lost", "distlock.loss.cause=unknown"}, 2},
+		{mHold, []string{"distlock.redlock=false", "distlock.lock.end=lost", "distlock.loss.cause=deleted_or_taken_over"}, 1},
+		{mHold, []string{"distlock.redlock=false", "distlock.lock.end=lost", "distlock.loss.cause=expired"}, 1},
 	}
 	for _, tt := range hists {
 		if c, _ := m.hist(t, tt.name, attrs(tt.set...)); c != tt.want {
 			t.Errorf("%s%v count %d, want %d", tt.name, tt.set, c, tt.want)
 		}
 	}
-	if n := m.points(t, mHold); n != 2 {
-		t.Errorf("%s has %d data points, want 2 (released, lost)", mHold, n)
+	if n := m.points(t, mHold); n != 3 {
+		t.Errorf("%s has %d data points, want 3 (released, lost by deletion, lost by expiry)", mHold, n)
 	}
 	want := map[string]int{"distlock.obtain": 5, "distlock.hold": 4, "distlock.hold/released": 2, "distlock.hold/lost": 2}
 	got := r.spanCounts()

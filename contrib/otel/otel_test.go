@@ -194,7 +194,7 @@ func TestHeldCountsEveryEnd(t *testing.T) {
 	r := newRig(t)
 	held := func() int64 { return r.metrics(t).sum(t, mHeld, attrs("distlock.redlock=false")) }
 	obtained := distlock.Event{Kind: distlock.EventObtained, Key: "k", Attempts: 1, Node: -1}
-	lostErr := fmt.Errorf("%w: validity ran out", distlock.ErrNotHeld)
+	lostErr := fmt.Errorf("lock %q: %w", "k", distlock.ErrExpired)
 	steps := []struct {
 		give distlock.Event
 		want int64
@@ -221,7 +221,7 @@ func TestHeldCountsEveryEnd(t *testing.T) {
 		want uint64
 	}{
 		{[]string{"distlock.redlock=false", "distlock.lock.end=released"}, 1},
-		{[]string{"distlock.redlock=false", "distlock.lock.end=lost", "distlock.loss.cause=unknown"}, 1},
+		{[]string{"distlock.redlock=false", "distlock.lock.end=lost", "distlock.loss.cause=expired"}, 1},
 		{[]string{"distlock.redlock=false", "distlock.lock.end=handed_over"}, 1},
 		{[]string{"distlock.redlock=false", "distlock.lock.end=release_failed", "error.type=unknown_outcome"}, 1},
 	} {
@@ -229,7 +229,7 @@ func TestHeldCountsEveryEnd(t *testing.T) {
 			t.Errorf("%s%v count %d, want %d", mHold, tt.set, c, tt.want)
 		}
 	}
-	if got := m.sum(t, mLosses, attrs("distlock.redlock=false", "distlock.loss.cause=unknown")); got != 1 {
+	if got := m.sum(t, mLosses, attrs("distlock.redlock=false", "distlock.loss.cause=expired")); got != 1 {
 		t.Errorf("losses %d, want 1", got)
 	}
 	var failed []string

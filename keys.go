@@ -39,3 +39,26 @@ func lockKey(prefix, key string) string {
 // fenceKey is the Redis key of the fencing counter of the lock stored at
 // the Redis key lk (as returned by lockKey).
 func fenceKey(lk string) string { return lk + ":fence" }
+
+// keySlot is the Redis Cluster hash slot of a key or shard channel: CRC16
+// (XMODEM) of the hash tag (the bytes between the first '{' and the next
+// '}', when not empty) or of the whole key, modulo 16384.
+func keySlot(key string) uint16 {
+	if s := strings.IndexByte(key, '{'); s >= 0 {
+		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
+}

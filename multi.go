@@ -333,7 +333,7 @@ func newMultiPlan(prefix string, keys []string, sh sharding) (*multiPlan, error)
 	slots := make([]int, len(keys)) // all 0 but on a Cluster
 	if sh == bySlot {
 		for i, rk := range p.rks {
-			slots[i] = clusterSlot(rk)
+			slots[i] = int(keySlot(rk))
 		}
 	}
 	slot := func(i int) int { return slots[i] }
@@ -382,38 +382,6 @@ func firstDuplicate(keys []string) (j, i int, dup bool) {
 		seen[k] = i
 	}
 	return 0, 0, false
-}
-
-// clusterSlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its
-// hash tag (the bytes between the first '{' and the next '}', when not
-// empty) or of the whole key, modulo 16384.
-func clusterSlot(key string) int {
-	for s := 0; s < len(key); s++ {
-		if key[s] != '{' {
-			continue
-		}
-		for e := s + 1; e < len(key); e++ {
-			if key[e] == '}' {
-				if e > s+1 {
-					key = key[s+1 : e]
-				}
-				break
-			}
-		}
-		break
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return int(crc % 16384)
 }
 
 // multiAttemptFunc makes one attempt at a multi-key lock. On contention
@@ -710,7 +678,7 @@ func (r *Redlock) checkOneGroup(p *multiPlan) error {
 			continue
 		}
 		for i := 1; i < len(p.rks); i++ {
-			if sh == byShard || clusterSlot(p.rks[i]) != clusterSlot(p.rks[0]) {
+			if sh == byShard || keySlot(p.rks[i]) != keySlot(p.rks[0]) {
 				return invalidf("keys %q and %q fall into different slots of Redlock node %d, a Redis Cluster or Ring: each node must take all keys in one script", p.keys[0], p.keys[i], nd.idx)
 			}
 		}
@@ -945,16 +913,5 @@ func (b *redlockMultiBackend) pttl(ctx context.Context, l *Lock) (time.Duration,
 	if err := r.holdOutcome("ttl", res, b.rb.excluded); err != nil {
 		return 0, err
 	}
-	held := make([]int64, 0, res.ok)
-	for i, v := range res.verdicts {
-		if v == vOK {
-			held = append(held, ttls[i])
-		}
-	}
-	slices.SortFunc(held, func(a, b int64) int { return cmp.Compare(b, a) })
-	ms := held[r.quorum-1]
-	if ms == math.MaxInt64 {
-		return -time.Millisecond, nil
-	}
-	return time.Duration(ms) * time.Millisecond, nil
+	return r.quorumTTL(res, ttls), nil
 }

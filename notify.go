@@ -799,26 +799,3 @@ func (n *notifier) shardError(sub *subscription, reply redis.Error) {
 		}
 	}
 }
-
-// keySlot is the Redis Cluster hash slot of a key or shard channel: CRC16
-// (XMODEM) of the hash tag (the bytes between the first '{' and the next
-// '}', when not empty) or of the whole key, modulo 16384.
-func keySlot(key string) uint16 {
-	if s := strings.IndexByte(key, '{'); s >= 0 {
-		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
-			key = key[s+1 : s+1+e]
-		}
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc % 16384
-}

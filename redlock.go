@@ -559,6 +559,14 @@ func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, erro
 	if err := r.holdOutcome("ttl", res, b.excluded); err != nil {
 		return 0, err
 	}
+	return r.quorumTTL(res, ttls), nil
+}
+
+// quorumTTL is the TTL a quorum of nodes still gives a lock: the quorum-th
+// longest of the TTLs (in ms, math.MaxInt64 for no expiry) of the nodes
+// that answered that they hold it, as a TTL fan-out with a quorum found;
+// -1ms when a quorum holds it without expiry.
+func (r *Redlock) quorumTTL(res fanResult, ttls []int64) time.Duration {
 	held := make([]int64, 0, res.ok)
 	for i, v := range res.verdicts {
 		if v == vOK {
@@ -568,7 +576,7 @@ func (b *redlockBackend) pttl(ctx context.Context, l *Lock) (time.Duration, erro
 	slices.SortFunc(held, func(a, b int64) int { return cmp.Compare(b, a) })
 	ms := held[r.quorum-1]
 	if ms == math.MaxInt64 {
-		return -time.Millisecond, nil
+		return -time.Millisecond
 	}
-	return time.Duration(ms) * time.Millisecond, nil
+	return time.Duration(ms) * time.Millisecond
 }

@@ -119,26 +119,72 @@
 //
 // # Waiting
 //
-// WithBlocking waits without polling: the release script (and Once's
-// finish) publishes on the lock's channel, a blocked caller is subscribed
-// to it (one shared subscription connection per Locker, opened while
-// someone waits) and retries at once when the lock is released. Expiry
-// publishes nothing, so each wait is also capped by the holder's remaining
-// TTL, and, in case a wake-up was missed, by a fallback re-check: the
-// retry strategy's delay (WithRetry; its limit does not apply), or a
-// jittered 200ms doubling to 2s without one. Without WithBlocking, the
-// retry strategy's delays are the pauses between attempts (default: one
-// attempt). Blocked callers of one Locker for one key
-// queue in arrival order and send one attempt per release between them, so
-// a busy process costs Redis one attempt per release, not one per
+// WithBlocking waits without polling; by default blocked callers barge,
+// and with WithFairness(true) they wait in turn: first come, first served
+// across processes.
+//
+// Fair waiting. A blocked caller of a Locker queues in Redis, next to the
+// lock; the callers of one Locker blocked on one key share one place in
+// that queue and wait behind each other in the process. A release (of any
+// Lock of the key) hands the lock straight to the first live waiter of the
+// queue in the release script itself: it sets the heir's token (and draws
+// its fence, with WithFencing), so the lock is never free in between, and
+// it wakes only that waiter, on a channel of its own. An uncontended
+// Obtain and Release cost what they cost without fairness: SET NX, and one
+// release script that finds no queue. A waiter that cannot take its turn
+// does not hold the queue:
+//
+//   - its process died: its turn is passed over as soon as Redis has seen
+//     its connection close (nobody listens on its channel any more);
+//   - its ctx ended: it leaves the queue with its Locker's last caller (one
+//     round trip), and a turn that reached it as it left is given back;
+//   - it lost Redis or its process stopped: its place expires 2s after its
+//     Locker last refreshed it (the Locker refreshes its places every
+//     0.5s, or every TTL/8 when that is shorter), and is passed over from
+//     then on; back, the Locker queues again, at the end. A turn handed to
+//     it within those 2s stays with it until its TTL, as a lock does whose
+//     holder vanished. On a Redis Cluster, where subscribers on other nodes
+//     are not counted, a dead process's place is likewise passed over 2s
+//     after its last refresh.
+//
+// A handed-over lock's validity counts from the last refresh of the
+// waiter's place that Redis saw before the release (at most 0.5s, or TTL/8,
+// before it), since the waiter cannot know when the release ran. A Locker
+// keeps its place for 1s after its last blocked caller got the lock, ready
+// for its next one (a turn that comes meanwhile is given back at once). A
+// blocked caller also re-checks at its holder's expiry (expiry hands
+// nothing over) and after the retry strategy's fallback delay; a turn
+// whose message went unheard (a subscription that reconnected) is taken
+// at that re-check. Callers that barge meanwhile (Obtain without
+// WithBlocking, and blocked callers with WithToken or WithReplicas, or on
+// a Locker whose Redis user may not run the queue's list commands) get
+// the lock only when nobody is queued for it; use one mode for one key in
+// every process. Once's waiters, and every Redlock's, barge: a quorum of
+// queues on independent nodes gives no one order.
+//
+// Barging (the default, and always on a Redlock). The release script (and
+// Once's finish) publishes on the lock's channel, a blocked caller is
+// subscribed to it (one shared subscription connection per Locker, opened
+// while someone waits) and retries at once when the lock is released.
+// Expiry publishes nothing, so each wait is also capped by the holder's
+// remaining TTL, and, in case a wake-up was missed, by a fallback
+// re-check: the retry strategy's delay (WithRetry; its limit does not
+// apply), or a jittered 200ms doubling to 2s without one. Without
+// WithBlocking, the retry strategy's delays are the pauses between
+// attempts (default: one attempt). Blocked callers of one Locker for one
+// key queue in arrival order and send one attempt per release between
+// them, so a busy process costs Redis one attempt per release, not one per
 // goroutine. A holder's release hands the lock straight to the first
 // blocked caller of the same Locker (one script, the lock never free), at
-// most 7 times in a row, so that other processes are not starved. On a
-// Redis Cluster (a *redis.ClusterClient) releases publish with SPUBLISH and
-// blocked callers listen with SSUBSCRIBE, so that a release reaches only
-// the key's shard; the subscription follows its slot across a failover or
-// a reshard, and its waiters re-check once it is back (within 2s once the
-// cluster has settled). Servers before Redis 7.0 get PUBLISH and SUBSCRIBE.
+// most 7 times in a row, so that other processes are not starved; between
+// processes barging callers race, the first attempt to arrive wins, often
+// the releaser's own. On a Redis Cluster (a *redis.ClusterClient) releases
+// and turns publish with SPUBLISH and blocked callers listen with
+// SSUBSCRIBE, so that a release reaches only the key's shard (a waiter's
+// own channel shares its lock's slot); the subscription follows its slot
+// across a failover or a reshard, and its waiters re-check once it is back
+// (within 2s once the cluster has settled). Servers before Redis 7.0 get
+// PUBLISH and SUBSCRIBE.
 //
 // # Observing
 //
@@ -187,6 +233,7 @@
 //	WithReplicas     Locker only     rejected   Locker only             Locker     -
 //	WithShared       Locker [7]      rejected   rejected                rejected   -
 //	WithLimit        Locker [7]      rejected   rejected                rejected   -
+//	WithFairness     Locker [9]      - (barges) - (never waits)         Locker [9] -
 //
 // [1] The TTL of the hold while fn runs (refreshed every TTL/3), not the
 // window. [2] The liveness TTL of the claim; the tick stays taken until its
@@ -205,6 +252,10 @@
 // ObtainMulti takes the options of Obtain and rejects WithToken: a
 // caller's token would let the clean-up of a failed attempt delete a live
 // hold.
+//
+// [9] A Redlock rejects WithFairness(true), as a default of NewRedlock
+// too. Shared leases (WithShared, WithLimit) and ObtainMulti never queue:
+// they barge whatever WithFairness says.
 //
 // Once rejects WithToken because it draws a fresh token per run (a shared
 // token would let two callers run at once) and WithFencing because fn gets
@@ -230,6 +281,10 @@
 // one lock share a Redis Cluster slot whatever K holds. The default prefix
 // is "distlock:". A multi-key lock (ObtainMulti) writes these same keys
 // for each of its keys, all with one token.
+// While callers wait their turn it also writes "<prefix>{K}:q" (the
+// queue: a list of place ids) and "<prefix>{K}:q:<id>" (each place,
+// expiring 2s after its last refresh), and publishes turns on
+// "<prefix>{K}:wake:<id>".
 //
 // # Errors
 //

@@ -295,7 +295,7 @@ func TestClaimedWaiterReturnsByItsCtx(t *testing.T) {
 		t.Run(fault, func(t *testing.T) {
 			srv := redistest.Start(t)
 			client, p := proxied(t, srv, false)
-			lk := distlock.New(client)
+			lk := distlock.New(client, barging) // the hand-over inside a Locker
 			ctx := context.Background()
 			// Load the scripts first, so that no NOSCRIPT round trip is timed.
 			warm, err := lk.Obtain(ctx, "warm", distlock.WithFencing())

@@ -213,9 +213,10 @@ func TestLockerFailedHandOverCleanupSparesLaterAttempt(t *testing.T) {
 		const key = "handover"
 		rk := rlKey(key)
 		f := redistest.NewFaults(t)
+		// Barging: the hand-over inside a Locker.
 		x := distlock.New(srv.Client(t, f.Options, func(o *redis.Options) {
 			o.ReadTimeout = 300 * time.Millisecond
-		}), opts...)
+		}), append(opts, barging)...)
 		y := distlock.New(srv.Client(t), opts...)
 		for _, src := range []string{transfer, release} {
 			srv.Exec(t, "SCRIPT", "LOAD", src) // as after any earlier use

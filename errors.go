@@ -113,6 +113,11 @@ var errSharedDefault = invalidf("WithShared and WithLimit are per-call options (
 // WithLimit.
 var errSharedRedlock = invalidf("WithShared and WithLimit do not apply to a Redlock: a quorum of per-node counts does not bound the holders")
 
+// errFairRedlock is the error of WithFairness(true) on a Redlock: every
+// node would keep a queue of its own, and a quorum of queues does not give
+// one order of the waiters.
+var errFairRedlock = invalidf("WithFairness(true) applies to a Locker: a Redlock's nodes would each keep a queue, and a quorum of queues gives no one order")
+
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 }
@@ -269,3 +274,12 @@ func (e *QuorumError) Unwrap() []error {
 	}
 	return errs
 }
+
+// errNoQueue is a queued attempt's answer (fair.go) when the user may not
+// queue: the caller makes a plain attempt instead.
+var errNoQueue = errors.New("distlock: no permission to queue")
+
+// errReadersHold is a queued attempt's answer (fair.go) when shared leases
+// hold the lock: the caller stays queued and records its claim as a
+// blocked writer (shared.go), so that no new shared lease starts.
+var errReadersHold = errors.New("distlock: shared leases hold the lock")

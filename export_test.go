@@ -17,19 +17,20 @@ func StoredValue(l *Lock) string { return l.token }
 // scripts that wake waiters). "" for a name it does not know.
 func ScriptSource(name string) string {
 	s, ok := map[string]*script{
-		"acquire":       acquireScript,
-		"release":       releaseScript,
-		"refresh":       refreshScript,
-		"pttl":          pttlScript,
-		"transfer":      transferScript,
-		"refresh_heal":  refreshHealScript,
-		"raise_fence":   raiseFenceScript,
-		"once_acquire":  onceAcquireScript,
-		"once_finish":   onceFinishScript,
-		"force_release": forceReleaseScript,
-		"multi_acquire": multiAcquireScript,
-		"multi_release": multiReleaseScript,
-		"multi_refresh": multiRefreshScript,
+		"acquire":        acquireScript,
+		"release":        releaseScript,
+		"refresh":        refreshScript,
+		"pttl":           pttlScript,
+		"transfer":       transferScript,
+		"refresh_heal":   refreshHealScript,
+		"raise_fence":    raiseFenceScript,
+		"once_acquire":   onceAcquireScript,
+		"once_finish":    onceFinishScript,
+		"force_release":  forceReleaseScript,
+		"multi_acquire":  multiAcquireScript,
+		"multi_release":  multiReleaseScript,
+		"multi_refresh":  multiRefreshScript,
+		"acquire_queued": acquireQueuedScript,
 	}[name]
 	if !ok {
 		return ""

@@ -45,6 +45,12 @@ func FuzzKeys(f *testing.F) {
 		if got := keySlot(wakeChannel(lk)); got != slot {
 			t.Fatalf("prefix %q key %q: channel slot %d, lock slot %d", prefix, key, got, slot)
 		}
+		const id = "0123456789abcdef" // a place in the queue (randomHex(8))
+		for _, k := range []string{queueKey(lk), entryKey(lk, id), entryChannel(lk, id)} {
+			if got := keySlot(k); got != slot {
+				t.Fatalf("prefix %q key %q: queue key or channel %q slot %d, lock slot %d", prefix, key, k, got, slot)
+			}
+		}
 		if want := keySlot("{" + escapeKeyPart(key) + "}"); slot != want {
 			t.Fatalf("prefix %q key %q: slot %d, want the key's own %d", prefix, key, slot, want)
 		}

@@ -31,11 +31,19 @@ type heir struct {
 	o   options         // the waiter's; o.token is its WithToken, if any
 }
 
-// park marks tk, the head of rm, as waiting and open to a hand-over.
+// park marks tk, the head of rm, as waiting and open to a hand-over. In a
+// fair room, a turn that came while nobody was parked goes to tk at once.
 func (w *waiters) park(rm *room, tk *ticket) {
 	w.mu.Lock()
 	rm.parked = tk
+	var g *grant
+	if rm.fair {
+		g = w.q.takePendingLocked(rm, tk)
+	}
 	w.mu.Unlock()
+	if g != nil {
+		w.q.deliver(tk, g)
+	}
 }
 
 // unpark withdraws tk's offer; false means a releasing holder has claimed

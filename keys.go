@@ -11,6 +11,12 @@ import "strings"
 //	P{K}:forced:<SHA-1 of a lock's value>
 //	            left by a force release for that value's holder (admin.go,
 //	            force_release.lua); expires with the lock's TTL
+//	P{K}:q      the queue of callers waiting their turn (fair.go)
+//	P{K}:q:ID   one place in it
+//
+// and publishes on P{K}:wake (a release, for callers that barge) and
+// P{K}:wake:ID (a turn handed to place ID); on a Redis Cluster with
+// SPUBLISH (sharded channels, in the lock's slot by the same hash tag).
 //
 // The marker's name depends on the value, which only the scripts see: they
 // build it from KEYS[1] instead of taking it as a key argument. It shares
@@ -62,3 +68,13 @@ func keySlot(key string) uint16 {
 	}
 	return crc % 16384
 }
+
+// queueKey is the Redis key of the queue of the lock stored at lk.
+func queueKey(lk string) string { return lk + ":q" }
+
+// entryKey is the Redis key of place id in the queue of the lock at lk.
+func entryKey(lk, id string) string { return queueKey(lk) + ":" + id }
+
+// entryChannel is the channel on which place id is told that the lock at
+// lk is now its.
+func entryChannel(lk, id string) string { return wakeChannel(lk) + ":" + id }

@@ -73,6 +73,7 @@ func New(client redis.UniversalClient, opts ...Option) *Locker {
 	lk.conns = newConns(client, lk.opts.pipelining)
 	lk.id = uuid.NewString()
 	lk.waiters = newWaiters([]redis.UniversalClient{client})
+	lk.waiters.q = newQueue(lk, lk.waiters, client)
 	return lk
 }
 
@@ -132,7 +133,11 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	// The plain SET NX PX path needs no script; the script is needed to draw
 	// a fence, to re-attach a caller's token, or to learn the holder's TTL
 	// so that a blocked caller never sleeps past the holder's expiry.
-	plain := !o.fencing && o.token == "" && !o.blocking
+	// A caller that waits its turn (fair) makes its first attempt with
+	// SET NX too: uncontended, that is all it costs; contended, its next
+	// attempt queues it (acquire_queued.lua, which tells the holder's TTL).
+	fair := o.fair && o.blocking && o.token == "" && o.repl.n == 0 && !lk.waiters.q.disabled()
+	plain := !o.fencing && o.token == "" && (!o.blocking || fair)
 	var notReplicated error // the last attempt's, while retries are left
 	co := newObtainObs(o, key, false)
 	try := func(ctx context.Context) (*Lock, time.Duration, error) {
@@ -177,11 +182,29 @@ func (lk *Locker) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 		}
 		return l, 0, nil
 	}
-	c := obtainCall{key: key, rk: rk, o: o, w: lk.waiters}
+	c := obtainCall{key: key, rk: rk, o: o, w: lk.waiters, fair: fair}
+	var tryQueued attemptFunc
+	if fair {
+		tryQueued = func(ctx context.Context) (*Lock, time.Duration, error) {
+			co.attempt()
+			l, ttl, err := lk.waiters.q.attempt(ctx, key, rk, o)
+			switch {
+			case errors.Is(err, errNoQueue):
+				return try(ctx) // this user may not queue: a plain attempt
+			case errors.Is(err, errReadersHold):
+				intent.waiting(ctx, lk, rk, o)
+				err = nil
+			}
+			if l == nil && err == nil {
+				co.contended()
+			}
+			return l, ttl, err
+		}
+	}
 	if o.blocking {
 		c.h = &heir{ctx: ctx, key: key, o: o} // a release of lk may hand the lock over
 	}
-	l, err := obtain(ctx, try, c)
+	l, err := obtainWith(ctx, try, tryQueued, c)
 	intent.done(ctx, lk, rk, err == nil)
 	if err != nil && notReplicated != nil && ctx.Err() == nil {
 		// The last attempt failed for want of replicas, not contention.
@@ -253,6 +276,12 @@ func msTTL(ms int64) time.Duration {
 // so that it does not sit there until its TTL. It is best effort and bounded
 // by abandonTimeout. A Redis error reply means nothing was written.
 func (lk *Locker) abandon(ctx context.Context, cause error, rk, token string) {
+	lk.abandonPassing(ctx, cause, rk, token, "")
+}
+
+// abandonPassing is abandon passing over the queue entry pass (a caller
+// that gives up does not want the lock handed to its own entry).
+func (lk *Locker) abandonPassing(ctx context.Context, cause error, rk, token, pass string) {
 	var rerr redis.Error
 	if cause != nil && errors.As(cause, &rerr) {
 		return
@@ -261,7 +290,8 @@ func (lk *Locker) abandon(ctx context.Context, cause error, rk, token string) {
 	defer cancel()
 	run := lk.conns.get()
 	defer lk.conns.done()
-	_ = releaseScript.Run(ctx, run, []string{rk}, token, lk.waiters.publish).Err()
+	op := releaseOp(rk, token, lk.waiters.publish, pass)
+	_ = releaseScript.Run(ctx, run, op.keys, op.args...).Err()
 }
 
 // abandonTimeout bounds the clean-up of a failed attempt, as far as the
@@ -315,7 +345,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if tk := lk.waiters.claim(l.rkey); tk != nil {
 		return lk.handOver(ctx, l, tk)
 	}
-	op := nodeOp{script: releaseScript, keys: []string{l.rkey}, args: []any{l.token, lk.waiters.publish}}
+	op := releaseOp(l.rkey, l.token, lk.waiters.publish, lk.waiters.q.passOver(l.rkey))
 	run := lk.conns.get()
 	n, err := sendOnce(ctx, run, &op).Int64()
 	lk.conns.done()
@@ -326,8 +356,11 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 		}
 		return err
 	}
-	if n == releasedUnannounced {
+	switch n {
+	case releasedUnannounced:
 		lk.waiters.lostWakeups.Add(1)
+	case releasedHandedOver:
+		lk.waiters.q.handedOver(l.rkey)
 	}
 	return l.releaseFound(n)
 }
@@ -338,7 +371,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 // holder, who could not have taken it from a valid lock otherwise.
 func (l *Lock) releaseFound(n int64) error {
 	switch {
-	case n == 1 || n == releasedUnannounced:
+	case n == 1 || n == releasedUnannounced || n == releasedHandedOver:
 		return nil
 	case l.releaseUnsure.Load() && time.Now().Before(l.ValidUntil()):
 		return nil

@@ -111,7 +111,7 @@ const (
 // command its releases publish with: SPUBLISH when every client is a
 // Redis Cluster client (sharded pub/sub), else PUBLISH everywhere, so that
 // each notifier listens the way its node is published to.
-func newNotifiers(clients []redis.UniversalClient, onWake func(channel string), onWakeAll func()) ([]*notifier, string) {
+func newNotifiers(clients []redis.UniversalClient, onWake func(channel, payload string), onWakeAll func()) ([]*notifier, string) {
 	publish := publishSharded
 	for _, c := range clients {
 		if _, ok := c.(*redis.ClusterClient); !ok {
@@ -144,9 +144,9 @@ const subscribeIOTimeout = 2 * time.Second
 // subscriptions and their readers.
 type notifier struct {
 	client    redis.UniversalClient
-	cluster   *redis.ClusterClient // set: sharded pub/sub (unless noShards)
-	onWake    func(channel string) // a release was published on channel
-	onWakeAll func()               // messages may have been missed
+	cluster   *redis.ClusterClient          // set: sharded pub/sub (unless noShards)
+	onWake    func(channel, payload string) // a release was published on channel
+	onWakeAll func()                        // messages may have been missed
 
 	mu       sync.Mutex
 	chans    map[string]*chanState // the channels wanted
@@ -698,12 +698,12 @@ func (n *notifier) read(sub *subscription) {
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Message:
-			n.onWake(m.Channel)
+			n.onWake(m.Channel, m.Payload)
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
 				n.confirm(m.Channel)
-				n.onWake(m.Channel)
+				n.onWake(m.Channel, "")
 			case "sunsubscribe":
 				n.sunsubscribed(sub, m.Channel)
 			}

@@ -36,7 +36,7 @@ func TestNewNotifiersPublish(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ns, publish := newNotifiers(tt.give, func(string) {}, func() {})
+			ns, publish := newNotifiers(tt.give, func(string, string) {}, func() {})
 			assert.Equal(t, tt.want, publish)
 			assert.Len(t, ns, len(tt.give))
 			for _, n := range ns {

@@ -66,7 +66,10 @@ const (
 	EventReleased
 	// EventHandedOver: Release passed the lock straight to a caller of the
 	// same Locker waiting for it, without freeing it in between. Held is
-	// the releaser's hold time.
+	// the releaser's hold time. A Release that hands the lock to a waiter
+	// of another process (fair waiting, WithFairness) reports
+	// EventReleased: the lock left this Locker, and the heir reports its
+	// EventObtained.
 	EventHandedOver
 	// EventNode: a Redlock attempt's outcome on one node: Node is its index
 	// in the clients given to NewRedlock, Err nil when it took the key

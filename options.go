@@ -18,6 +18,10 @@ const (
 	// DefaultKeyPrefix is the namespace of every key the library writes when
 	// WithKeyPrefix is not given.
 	DefaultKeyPrefix = "distlock:"
+	// DefaultFairness is whether blocked callers of a Locker wait their
+	// turn, first come first served across processes (WithFairness), when
+	// no option says otherwise: false, they barge.
+	DefaultFairness = false
 	// DefaultNodeTimeout is the per-node timeout of a Redlock attempt when
 	// WithNodeTimeout is not given. It is further capped at TTL/10 so that
 	// a slow node cannot eat the lock's validity.
@@ -46,6 +50,7 @@ type options struct {
 	nodeTimeout time.Duration
 	pipelining  bool
 	repl        replication
+	fair        bool     // blocked callers wait their turn in a queue in Redis
 	observer    Observer // nil: none
 	share       sharing  // WithShared, WithLimit
 	owner       string   // the owner label stored with each lock (owner.go)
@@ -60,6 +65,7 @@ func defaultOptions() options {
 		nodeTimeout: DefaultNodeTimeout,
 		pipelining:  true,
 		owner:       defaultOwner(),
+		fair:        DefaultFairness,
 	}
 }
 
@@ -158,17 +164,60 @@ func (b blockingOption) String() string   { return "WithBlocking()" }
 // Default off. When ctx ends first the error matches both ErrNotObtained and
 // ctx.Err(). Without a deadline on ctx, Obtain may wait forever.
 //
-// A blocked caller does not poll: it is woken the moment the lock is
-// released (the release publishes on the lock's channel), when the
-// holder's TTL runs out, or, as a fallback in case a wake-up was missed,
-// after the retry strategy's delay (WithRetry; default without one: a
-// jittered 200ms doubling to 2s). Blocked callers of one Locker
-// for one key queue in arrival order and send one attempt per wake-up
-// between them. When a holder of the same Locker releases the key, the
-// release hands the lock straight to the first of them, a bounded number of
-// times in a row (see Waiting in the package doc); then a plain release lets
-// every process compete again.
+// A blocked caller does not poll. By default it barges: it is woken the
+// moment the lock is released (the release publishes on the lock's
+// channel) and competes with every other process's attempt; a release
+// hands the lock to the first blocked caller of its own Locker at most 7
+// times in a row. With WithFairness(true) it waits its turn instead: it
+// queues in Redis, next to the lock, and a release hands the lock
+// straight to the first waiter of the queue, whatever its process, and
+// wakes only that one. Blocked callers of one Locker for one key share one
+// place in the queue and take their turns in arrival order.
+// Either way each wait is also capped by the holder's TTL (expiry hands
+// nothing over) and, in case a wake-up was missed, by the retry
+// strategy's delay (WithRetry; default without one: a jittered 200ms
+// doubling to 2s). See Waiting in the package doc for what a dead waiter
+// costs the others.
 func WithBlocking() Option { return blockingOption(true) }
+
+type fairnessOption bool
+
+func (f fairnessOption) apply(o *options) { o.fair = bool(f) }
+func (f fairnessOption) String() string   { return fmt.Sprintf("WithFairness(%v)", bool(f)) }
+
+// WithFairness chooses how blocked callers (WithBlocking) of a Locker get
+// the lock: true makes them wait their turn, first come first served
+// across processes; false lets them barge. Default DefaultFairness
+// (false: barging). Blocked shared leases (WithShared, WithLimit) and
+// ObtainMulti barge whatever this option says.
+//
+// Fair: a blocked caller queues in Redis, next to the lock (one place per
+// Locker and key, shared by the Locker's callers blocked on the key, who
+// queue behind each other in the process), and a release hands the lock
+// straight to the first live place of the queue in the same script: the
+// lock is never free in between, and only that waiter is woken. An
+// uncontended Obtain and Release cost what they cost without fairness. A
+// waiter whose process died, whose ctx ended or that lost Redis stops
+// holding the queue: see Waiting in the package doc for the bounds.
+//
+// Barging: a release frees the lock and wakes every process that waits
+// for it; the first attempt to arrive wins, often the releaser's own next
+// one, and a release hands the lock to a blocked caller of its own Locker
+// at most 7 times in a row. In the benchmark (bench/RESULTS.md) it lets
+// some callers wait far longer, and at one caller per process costs Redis
+// eight times the commands.
+//
+// Fairness needs a token drawn for each turn, a hand-over that replicas
+// need not acknowledge and one order of the queue: callers with WithToken
+// or WithReplicas barge whatever this option says, and so does Once. So
+// do the callers of a Locker whose Redis user may not run the queue's
+// list commands (an ACL without them: see the README), from the first
+// queued attempt Redis refuses. A caller that barges gets the lock only
+// when nobody is queued for it: use one mode for one key. A Redlock has
+// no single queue (a quorum of queues gives no one order): it always
+// barges, and WithFairness(true) given to NewRedlock or to one of its
+// calls fails with ErrInvalidArgument.
+func WithFairness(on bool) Option { return fairnessOption(on) }
 
 type autoRefreshOption bool
 

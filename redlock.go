@@ -90,7 +90,9 @@ type Redlock struct {
 // longer than the node timeout: a paused node holds up the commands queued
 // behind it on that client until they expire.
 func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
-	r := &Redlock{opts: defaultOptions().with(opts)}
+	defaults := defaultOptions()
+	defaults.fair = false // a quorum of queues gives no one order: Redlock barges
+	r := &Redlock{opts: defaults.with(opts)}
 	if r.err = checkNodes(clients); r.err != nil {
 		return r
 	}
@@ -104,6 +106,10 @@ func NewRedlock(clients []redis.UniversalClient, opts ...Option) *Redlock {
 	}
 	if r.opts.share.on {
 		r.err = errSharedDefault
+		return r
+	}
+	if r.opts.fair {
+		r.err = errFairRedlock
 		return r
 	}
 	r.quorum = len(clients)/2 + 1
@@ -226,6 +232,9 @@ func (r *Redlock) Obtain(ctx context.Context, key string, opts ...Option) (*Lock
 	}
 	if err == nil && o.share.on {
 		err = errSharedRedlock
+	}
+	if err == nil && o.fair {
+		err = errFairRedlock
 	}
 	if err != nil {
 		return nil, fmt.Errorf("obtain %q: %w", key, err)

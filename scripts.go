@@ -32,6 +32,8 @@ var (
 
 	//go:embed scripts/raise_fence.lua
 	raiseFenceSrc string
+	//go:embed scripts/acquire_queued.lua
+	acquireQueuedSrc string
 
 	acquireScript  = newScript(acquireSrc)
 	releaseScript  = newScript(wakeSrc + releaseSrc)
@@ -43,6 +45,9 @@ var (
 	// quorum confirmed the hold) from one another token holds.
 	refreshHealScript = newScript(refreshHealSrc)
 	raiseFenceScript  = newScript(raiseFenceSrc)
+	// acquireQueuedScript is the attempt of a caller that waits its turn
+	// (fair.go).
+	acquireQueuedScript = newScript(wakeSrc + acquireQueuedSrc)
 )
 
 // A script is one of the library's Lua scripts. Its Run (redis.Script's)
@@ -88,6 +93,10 @@ const pttlNotHeld = -3
 // releasedUnannounced is what release.lua answers when it deleted the lock
 // but could not publish the wake-up (no permission on the channel).
 const releasedUnannounced = 2
+
+// releasedHandedOver is what release.lua answers when it handed the lock
+// to the first live waiter queued for it (fair.go).
+const releasedHandedOver = 3
 
 // runner is what the library needs from a Redis connection: scripts and raw
 // commands. *redis.Client, *redis.ClusterClient, *redis.Ring and

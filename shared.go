@@ -283,7 +283,7 @@ func (wi *writerIntent) waiting(ctx context.Context, lk *Locker, rk string, o op
 	if _, once := o.retry.(noRetry); once && !o.blocking {
 		return
 	}
-	if o.blocking && !lk.waiters.busy(rk) {
+	if o.blocking && !lk.waiters.busy(rk, false) && !lk.waiters.busy(rk, true) {
 		return // the attempt before joining the room
 	}
 	run := lk.conns.get()

@@ -79,8 +79,10 @@ type waiters struct {
 	// publish its wake-up (see Locker.LostWakeups).
 	lostWakeups atomic.Uint64
 
-	mu    sync.Mutex
-	rooms map[string]*room // by lock key
+	mu        sync.Mutex
+	rooms     map[string]*room // by lock key
+	fairRooms map[string]*room // by lock key: callers waiting their turn (fair.go)
+	q         *queue           // the owner's queue entries; nil on a Redlock
 }
 
 // room is the queue of one owner's callers blocked on one lock key.
@@ -91,6 +93,11 @@ type room struct {
 
 	wakeMu sync.Mutex
 	wakeCh chan struct{} // closed (and replaced) on every wake-up
+
+	// Fair rooms (fair.go), guarded by waiters.mu.
+	fair    bool
+	entry   *entry // the owner's place in the key's queue in Redis
+	pending *grant // a turn that came while nobody was parked
 }
 
 // ticket is one blocked caller's place in a room.
@@ -130,25 +137,36 @@ type turn struct {
 }
 
 func newWaiters(clients []redis.UniversalClient) *waiters {
-	w := &waiters{rooms: make(map[string]*room)}
+	w := &waiters{rooms: make(map[string]*room), fairRooms: make(map[string]*room)}
 	w.notifiers, w.publish = newNotifiers(clients, w.wakeChannel, w.wakeAll)
 	return w
 }
 
-// wakeChannel wakes the room whose wake channel is channel.
-func (w *waiters) wakeChannel(channel string) {
+// wakeChannel wakes the room whose wake channel is channel, or hands a
+// queue entry of the owner the turn published on its channel.
+func (w *waiters) wakeChannel(channel, payload string) {
+	if w.q != nil && w.q.onMessage(channel, payload) {
+		return
+	}
+	rk := strings.TrimSuffix(channel, wakeSuffix)
 	w.mu.Lock()
-	rm := w.rooms[strings.TrimSuffix(channel, wakeSuffix)]
+	rm, frm := w.rooms[rk], w.fairRooms[rk]
 	w.mu.Unlock()
 	if rm != nil {
 		rm.wake()
+	}
+	if frm != nil {
+		frm.wake() // freed, not handed over (a force release, shared leases)
 	}
 }
 
 func (w *waiters) wakeAll() {
 	w.mu.Lock()
-	rooms := make([]*room, 0, len(w.rooms))
+	rooms := make([]*room, 0, len(w.rooms)+len(w.fairRooms))
 	for _, rm := range w.rooms {
+		rooms = append(rooms, rm)
+	}
+	for _, rm := range w.fairRooms {
 		rooms = append(rooms, rm)
 	}
 	w.mu.Unlock()
@@ -171,23 +189,33 @@ func (rm *room) next() <-chan struct{} {
 	return rm.wakeCh
 }
 
-// busy reports whether callers of this owner already wait for rk.
-func (w *waiters) busy(rk string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.rooms[rk] != nil
+// roomsOf returns the rooms of fair or of barging callers.
+func (w *waiters) roomsOf(fair bool) map[string]*room {
+	if fair {
+		return w.fairRooms
+	}
+	return w.rooms
 }
 
-// join queues a caller for rk; first reports that it made the room (and
-// so is head and must subscribe).
-func (w *waiters) join(rk string, h *heir) (rm *room, tk *ticket, first bool) {
+// busy reports whether callers of this owner already wait for rk (fairly
+// or not, as fair says).
+func (w *waiters) busy(rk string, fair bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.roomsOf(fair)[rk] != nil
+}
+
+// join queues a caller for rk, in the fair or in the barging room; first
+// reports that it made the room (and so is head and must subscribe).
+func (w *waiters) join(rk string, h *heir, fair bool) (rm *room, tk *ticket, first bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	tk = &ticket{turn: make(chan turn, 1), heir: h, grant: make(chan *Lock, 1)}
-	rm = w.rooms[rk]
+	rooms := w.roomsOf(fair)
+	rm = rooms[rk]
 	if rm == nil {
-		rm = &room{wakeCh: make(chan struct{})}
-		w.rooms[rk] = rm
+		rm = &room{wakeCh: make(chan struct{}), fair: fair}
+		rooms[rk] = rm
 		first = true
 	}
 	rm.queue = append(rm.queue, tk)
@@ -216,13 +244,26 @@ func (w *waiters) leave(rk string, rm *room, tk *ticket, obtained bool, ttl time
 	}
 	empty := len(rm.queue) == 0
 	if empty {
-		delete(w.rooms, rk)
+		delete(w.roomsOf(rm.fair), rk)
+		if rm.fair {
+			w.q.closedLocked(rm, obtained)
+		}
 	}
 	w.mu.Unlock()
 	if empty {
 		for _, n := range w.notifiers {
 			n.unwatch(wakeChannel(rk))
 		}
+	}
+}
+
+// watch subscribes the key's wake channel without waiting for the
+// subscription: a fair room (fair.go) hears its turns on its own channel,
+// and on this one only a lock freed without a hand-over (a force release,
+// the last shared lease's release), which its fallback re-check also finds.
+func (w *waiters) watch(rk string) {
+	for _, n := range w.notifiers {
+		n.watch(wakeChannel(rk))
 	}
 }
 
@@ -275,6 +316,10 @@ type obtainCall struct {
 	// h, when not nil, lets a releasing holder of the same owner hand the
 	// lock over to this caller while it waits.
 	h *heir
+	// fair makes a blocked caller wait its turn in the key's queue in
+	// Redis (fair.go); once it waits in a room its attempts are
+	// obtainWith's tryQueued.
+	fair bool
 }
 
 // obtain is the one retry and wait loop of every primitive. It makes
@@ -290,6 +335,13 @@ type obtainCall struct {
 // whichever comes first, and may be handed the lock by a release of the
 // same owner (c.h).
 func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
+	return obtainWith(ctx, try, nil, c)
+}
+
+// obtainWith is obtain with the attempts of a caller that waits its turn
+// (c.fair): tryQueued, once it waits in a room. A parameter, not a field
+// of c, so that the attempt functions stay on the caller's stack.
+func obtainWith(ctx context.Context, try, tryQueued attemptFunc, c obtainCall) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notObtainedByCtx(c.name(), c.key, err)
 	}
@@ -308,14 +360,21 @@ func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 	}()
 	// A blocked caller tries at once only when no caller of its owner
 	// waits for the key already; otherwise it queues behind them.
-	t := turn{attempt: !c.o.blocking || !c.w.busy(c.rk), holderTTL: -1}
+	t := turn{attempt: !c.o.blocking || !c.w.busy(c.rk, c.fair), holderTTL: -1}
+	if t.attempt && c.fair && c.w.q.waitFirst(c.rk, c.o) {
+		t.attempt = false // queued, and the lock is held: wait for the turn
+	}
 	for n := 0; ; {
 		if t.attempt {
 			var wake <-chan struct{}
+			at := try
 			if rm != nil {
 				wake = rm.next()
+				if c.fair {
+					at = tryQueued // waiting in turn (fair.go)
+				}
 			}
-			l, ttl, err := try(ctx)
+			l, ttl, err := at(ctx)
 			if err != nil {
 				return nil, attemptErr(ctx, c.name(), c.key, err)
 			}
@@ -327,13 +386,18 @@ func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 		}
 		if c.o.blocking && rm == nil {
 			var first bool
-			rm, tk, first = c.w.join(c.rk, c.h)
+			rm, tk, first = c.w.join(c.rk, c.h, c.fair)
 			if first {
 				// Subscribe before the retry, so that a release between
 				// the retry and the wait cannot go unnoticed.
 				limit := readyTimeout
 				if t.holderTTL >= 0 {
 					limit = min(limit, t.holderTTL)
+				}
+				if c.fair {
+					c.w.watch(c.rk) // a lock freed, not handed over
+					t = c.w.q.enter(ctx, c.rk, rm, c.o, limit)
+					continue
 				}
 				c.w.subscribe(ctx, c.rk, rm, limit)
 				t = turn{attempt: true, holderTTL: -1}
@@ -343,6 +407,9 @@ func obtain(ctx context.Context, try attemptFunc, c obtainCall) (*Lock, error) {
 			case t = <-tk.turn:
 			case <-ctx.Done():
 				return nil, notObtainedByCtx(c.name(), c.key, ctx.Err())
+			}
+			if c.fair && !t.attempt && !c.w.q.matches(c.rk, c.o) {
+				t.attempt = true // the entry is queued for another TTL or fencing
 			}
 			continue
 		}

@@ -2,12 +2,14 @@ package distlock_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -50,6 +52,23 @@ func obtainInto(ch chan<- obtained, ctx context.Context, lk obtainer, key string
 		l, err := lk.Obtain(ctx, key, append([]distlock.Option{distlock.WithBlocking()}, opts...)...)
 		ch <- obtained{l, err, time.Now()}
 	}()
+}
+
+// bothModes runs f with blocked callers that barge and with callers that
+// wait their turn (WithFairness).
+func bothModes(t *testing.T, f func(t *testing.T, mode distlock.Option)) {
+	for _, fair := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fair=%v", fair), func(t *testing.T) { f(t, distlock.WithFairness(fair)) })
+	}
+}
+
+// wakeChannels is the number of channels of the lock named key that someone
+// listens on: its wake-up channel, or a queue entry's channel.
+func wakeChannels(t *testing.T, c *redis.Client, key string) int {
+	t.Helper()
+	chs, err := c.PubSubChannels(context.Background(), "distlock:{"+key+"}:wake*").Result()
+	require.NoError(t, err)
+	return len(chs)
 }
 
 func waitObtained(t *testing.T, ch <-chan obtained) obtained {
@@ -110,62 +129,72 @@ func TestWaiterObtainsWhenHolderExpires(t *testing.T) {
 }
 
 func TestKilledSubscriptionDoesNotStrandWaiters(t *testing.T) {
-	srv := redistest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	admin := srv.Client(t)
-	holder, waiter := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
-	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
-	require.NoError(t, err)
-	got := obtainAsync(ctx, waiter, "k", distlock.WithRetry(distlock.LinearBackoff(time.Minute)))
+	bothModes(t, func(t *testing.T, mode distlock.Option) {
+		srv := redistest.Start(t)
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		admin := srv.Client(t)
+		holder, waiter := distlock.New(srv.Client(t), mode), distlock.New(srv.Client(t), mode)
+		l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+		require.NoError(t, err)
+		got := obtainAsync(ctx, waiter, "k", distlock.WithRetry(distlock.LinearBackoff(time.Minute)))
 
-	// Wait until the waiter's subscription exists, then kill it.
-	require.Eventually(t, func() bool {
-		n, err := admin.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
-		return err == nil && n["distlock:{k}:wake"] == 1
-	}, waitTimeout, 5*time.Millisecond)
-	killed, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
-	require.NoError(t, err)
-	require.EqualValues(t, 1, killed)
-	// The subscription comes back by itself.
-	require.Eventually(t, func() bool {
-		n, err := admin.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
-		return err == nil && n["distlock:{k}:wake"] == 1
-	}, waitTimeout, 5*time.Millisecond, "subscription not restored")
+		// Wait until the waiter's subscription exists, then kill it. A
+		// fair waiter listens on its turns' channel and on the key's.
+		want := 1
+		if mode == fair {
+			want = 2
+		}
+		require.Eventually(t, func() bool { return wakeChannels(t, admin, "k") == want }, waitTimeout, 5*time.Millisecond)
+		killed, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, killed)
+		// The subscription comes back by itself.
+		require.Eventually(t, func() bool { return wakeChannels(t, admin, "k") == want }, waitTimeout, 5*time.Millisecond,
+			"subscription not restored")
 
-	released := time.Now()
-	require.NoError(t, l.Release(ctx))
-	// The fallback is a minute, so only a wake-up can make this prompt.
-	o := waitObtained(t, got)
-	assert.Less(t, o.at.Sub(released), time.Second)
-	require.NoError(t, o.l.Release(ctx))
+		released := time.Now()
+		require.NoError(t, l.Release(ctx))
+		// The fallback is a minute, so only a wake-up (or a turn) can make
+		// this prompt.
+		o := waitObtained(t, got)
+		assert.Less(t, o.at.Sub(released), time.Second)
+		require.NoError(t, o.l.Release(ctx))
+	})
 }
 
+// TestSubscriptionClosesWhenNobodyWaits: the callers of one Locker
+// blocked on a key share one subscription, closed once nobody waits (after
+// entryLinger, 1s, when they waited their turn).
 func TestSubscriptionClosesWhenNobodyWaits(t *testing.T) {
-	srv := redistest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	admin := srv.Client(t)
-	lk := distlock.New(srv.Client(t))
-	l, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
-	require.NoError(t, err)
-	results := make(chan obtained, 3)
-	for i := 0; i < 3; i++ {
-		obtainInto(results, ctx, lk, "k")
-	}
-	require.Eventually(t, func() bool {
-		n, _ := admin.PubSubNumSub(ctx, "distlock:{k}:wake").Result()
-		return n["distlock:{k}:wake"] == 1
-	}, waitTimeout, 5*time.Millisecond, "one shared subscription for three waiters")
-	require.NoError(t, l.Release(ctx))
-	for i := 0; i < 3; i++ {
-		o := waitObtained(t, results)
-		require.NoError(t, o.l.Release(ctx))
-	}
-	require.Eventually(t, func() bool {
-		list, err := admin.ClientList(ctx).Result()
-		return err == nil && !strings.Contains(list, "sub=1")
-	}, waitTimeout, 5*time.Millisecond, "subscription left open with nobody waiting")
+	bothModes(t, func(t *testing.T, mode distlock.Option) {
+		srv := redistest.Start(t)
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		admin := srv.Client(t)
+		lk := distlock.New(srv.Client(t), mode)
+		l, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+		require.NoError(t, err)
+		results := make(chan obtained, 3)
+		for i := 0; i < 3; i++ {
+			obtainInto(results, ctx, lk, "k")
+		}
+		want := 1 // a fair Locker listens on its place's channel and the key's
+		if mode == fair {
+			want = 2
+		}
+		require.Eventually(t, func() bool { return distlock.Parked(lk, "k") && wakeChannels(t, admin, "k") == want },
+			waitTimeout, 5*time.Millisecond, "one shared subscription for three waiters")
+		require.NoError(t, l.Release(ctx))
+		for i := 0; i < 3; i++ {
+			o := waitObtained(t, results)
+			require.NoError(t, o.l.Release(ctx))
+		}
+		require.Eventually(t, func() bool {
+			list, err := admin.ClientList(ctx).Result()
+			return err == nil && !strings.Contains(list, "sub=1")
+		}, waitTimeout, 5*time.Millisecond, "subscription left open with nobody waiting")
+	})
 }
 
 func TestWaitersOfOneLockerAreCoalesced(t *testing.T) {
@@ -258,7 +287,9 @@ func TestReleaseHandsOverToAWaiterOfTheSameLocker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	client := srv.Client(t)
-	local, remote := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
+	// Barging: the hand-over inside a Locker (with fair waiting, the turn
+	// goes to the queue's head, whichever process it is in).
+	local, remote := distlock.New(srv.Client(t), barging), distlock.New(srv.Client(t), barging)
 	// A first hand-over on another key loads the scripts into Redis, so
 	// that the count below has no NOSCRIPT fallback in it.
 	warm, err := local.Obtain(ctx, "warm", distlock.WithFencing())
@@ -308,7 +339,8 @@ func TestHandOversDoNotStarveOtherProcesses(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
 	defer cancel()
-	busy, other := distlock.New(srv.Client(t)), distlock.New(srv.Client(t))
+	// Barging: the bound on hand-overs inside a Locker.
+	busy, other := distlock.New(srv.Client(t), barging), distlock.New(srv.Client(t), barging)
 	// Four goroutines of one Locker take the lock in turn, handing it over
 	// to each other.
 	stop := make(chan struct{})

@@ -39,6 +39,9 @@ const (
 	subjRedislock1  = "redislock LinearBackoff(1ms)"
 	subjRedislock10 = "redislock LinearBackoff(10ms)"
 	subjRedsyncC1   = "redsync (default retry delay)"
+	// Blocked callers that wait their turn (WithFairness(true); the
+	// default barges).
+	subjOursFair = "distlock WithFairness(true)"
 )
 
 // c1Subject is one library in C1: P contenders on P clients, and a counter
@@ -78,6 +81,9 @@ func (b *bench) runC1(ctx context.Context, srv *server, shape c1Shape) error {
 		mk(subjOursNoPipe, func(c *redis.Client) contender {
 			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL), distlock.WithPipelining(false)))
 		}),
+		mk(subjOursFair, func(c *redis.Client) contender {
+			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL), distlock.WithFairness(true)))
+		}),
 		mk(subjRedislock1, func(c *redis.Client) contender {
 			return redislockContender(redislock.New(c), time.Millisecond)
 		}),
@@ -91,7 +97,7 @@ func (b *bench) runC1(ctx context.Context, srv *server, shape c1Shape) error {
 	if shape != c1Shape4x4 {
 		// The other shapes compare with the fastest peer only, to keep the
 		// run short.
-		subjects = subjects[:3]
+		subjects = subjects[:4]
 	}
 	set := b.set(shape.id)
 	names := make([]string, len(subjects))
@@ -135,9 +141,9 @@ func (b *bench) runC1(ctx context.Context, srv *server, shape c1Shape) error {
 			set.add(name, "violations", float64(r.violations))
 			set.add(name, "hold", ms(r.meanHold))
 			set.add(name, "reacquired", 100*float64(r.reacquired)/cs)
-			b.logf("  %-3s %-32s %6.0f CS/s  hand-off p50 %7.3f ms p99 %7.3f ms  %5.1f cmds sent/CS (%5.1f executed)  longest wait %7.1f ms  re-acquired %4.1f%%  violations %d",
+			b.logf("  %-3s %-32s %6.0f CS/s  hand-off p50 %7.3f ms p99 %7.3f ms  %5.1f cmds sent/CS (%5.1f executed)  wait p99 %7.1f ms longest %7.1f ms  re-acquired %4.1f%%  violations %d",
 				shape.id, name, cs/r.elapsed.Seconds(), ms(percentile(r.handoffs, 50)), ms(percentile(r.handoffs, 99)),
-				float64(r.sent)/cs, float64(r.executed)/cs, ms(r.maxWait), 100*float64(r.reacquired)/cs, r.violations)
+				float64(r.sent)/cs, float64(r.executed)/cs, ms(percentile(r.waits, 99)), ms(r.maxWait), 100*float64(r.reacquired)/cs, r.violations)
 		}
 	}
 	return nil

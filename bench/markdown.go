@@ -77,7 +77,7 @@ func (b *bench) markdown() string {
 		"Each holder stays %v in the critical section, off the CPU (a nanosleep system call: time.Sleep oversleeps short waits by up to 1 ms, and spinning would take a core from Redis); the mean measured hold is below. Hand-off latency runs from the moment the holder calls Release to the moment the next holder's Obtain returns, counted when the next holder is another goroutine; *re-acquired* is the share of critical sections that the goroutine which had just released took straight back (barging past the waiters, which raises CS/s and the longest wait). For a library that barges, the hand-offs that do reach another goroutine are those where a waiter's poll happened to land in the short gap before the releaser took the lock back, so they look fast while the waiters behind them wait long: read them together with the Obtain wait columns. "+
 		"Commands per critical section are counted twice: as sent by the clients (RESP commands written to their sockets: one per EVALSHA), and as executed by Redis (INFO commandstats, which also counts the commands a Lua script runs). "+
 		"The longest wait includes goroutines still waiting when the run ends. A mutual-exclusion violation is a holder finding another holder inside the critical section. "+
-		"distlock blocks with `WithBlocking()` (default pipelining, and `WithPipelining(false)` for comparison); redislock polls with `LinearBackoff(1ms)` and `(10ms)`; redsync uses its default retry delay (random 50–250 ms) with unlimited tries. TTL %v for all.\n\n",
+		"distlock blocks with `WithBlocking()`: by default its blocked callers wait their turn (a queue in Redis, the lock handed to its head: `WithFairness(true)`), with default pipelining and with `WithPipelining(false)`; `WithFairness(false)` makes them barge (a release wakes every process, the first attempt wins; inside one Locker a release hands the lock to a waiter of its own at most 7 times in a row). redislock polls with `LinearBackoff(1ms)` and `(10ms)`; redsync uses its default retry delay (random 50–250 ms) with unlimited tries. TTL %v for all.\n\n",
 		c1Shape4x4.lockers, c1Shape4x4.goroutines, b.c1Window, c1Hold, lockTTL)
 	contentionTables := func(id string) {
 		if t := b.detailTable(id, []string{"rate", "p50", "p99", "sent", "executed", "reacquired", "hold", "violations"},
@@ -93,7 +93,7 @@ func (b *bench) markdown() string {
 	}
 	contentionTables("C1")
 	w("**C16** — the same measurement in the usual deployment shape: %d lockers, each on its own client, × %d goroutine, so that every hand-off crosses processes and no in-process coalescing or hand-over applies. "+
-		"Compared with redislock `LinearBackoff(1ms)`, the fastest peer in C1.\n\n", c1Shape16x1.lockers, c1Shape16x1.goroutines)
+		"Compared with distlock `WithFairness(true)` (waiting in turn; the default barges) and redislock `LinearBackoff(1ms)`, the fastest peer in C1.\n\n", c1Shape16x1.lockers, c1Shape16x1.goroutines)
 	contentionTables("C16")
 	w("**U1R** — the cost of replica acknowledgement: U1's uncontended cycle on a primary with one replica (two of the Redlock nodes, made primary and replica for this row), "+
 		"distlock plain against distlock `WithReplicas(1, %v)`, whose every acquisition runs its script and `WAIT 1` in one round trip; the ratio is with ÷ without.\n\n", u1rTimeout)

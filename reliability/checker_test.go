@@ -50,6 +50,7 @@ type scenario struct {
 	ownPrefix  bool
 	kind       string // workerConfig.Kind
 	limit      int
+	barging    bool // blocked callers barge instead of waiting their turn
 	// during, when set, runs in the test goroutine while the workers run
 	// (fault injection); it returns a description of what it injected.
 	during func(ctx context.Context) string
@@ -79,6 +80,7 @@ func runChecker(t *testing.T, sc scenario) outcome {
 		OwnPrefix:  sc.ownPrefix,
 		Kind:       sc.kind,
 		Limit:      sc.limit,
+		Barging:    sc.barging,
 	}
 	sc.store.Exec(t, "FLUSHALL") // a fresh resource for every run
 	workers := make([]*worker, sc.procs)
@@ -127,9 +129,9 @@ func runChecker(t *testing.T, sc scenario) outcome {
 	for _, v := range out.Shared {
 		shared += v
 	}
-	t.Logf("RESULT %s: procs=%d goroutines/proc=%d keys=%d duration=%v ttl=%v fencing=%v faults=%q: "+
+	t.Logf("RESULT %s: procs=%d goroutines/proc=%d keys=%d duration=%v ttl=%v fencing=%v fair=%v faults=%q: "+
 		"sections=%d (shared %d, most shared at once %d) lost_updates=%d overlaps=%d fence_rejected=%d stale_accepted=%d lost_in_section=%d not_obtained=%d errors=%d %v",
-		t.Name(), sc.procs, sc.goroutines, len(sc.keys), sc.duration, sc.ttl, sc.fencing, out.Faults,
+		t.Name(), sc.procs, sc.goroutines, len(sc.keys), sc.duration, sc.ttl, sc.fencing, !sc.barging && sc.mode != modeRedlock, out.Faults,
 		out.total(), shared, out.MostShared, out.LostUpdates, out.Overlaps, out.FenceRejected, out.StaleAccepted, out.LostInSection,
 		out.NotObtained, out.Errors, out.ErrSamples)
 	if out.total() == 0 {

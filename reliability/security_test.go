@@ -262,6 +262,72 @@ func TestACL(t *testing.T) {
 
 }
 
+// fairACL is minimalACL plus the list commands of the queue of callers
+// that wait their turn (WithFairness, the default): with minimalACL alone
+// they barge.
+var fairACL = append(slices.Clone(minimalACL), "+lmove", "+mget", "+lindex", "+lpop", "+rpop", "+rpush", "+lrem", "+decr")
+
+// TestACLFair: a user with fairACL queues its blocked callers and gets the
+// lock handed over in turn; one with minimalACL alone is refused the
+// queue's commands and barges instead, with no error: its blocked caller
+// is served when the lock is freed.
+func TestACLFair(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Exec(t, append([]any{"ACL", "SETUSER", "fair"}, toAny(fairACL)...)...)
+	srv.Exec(t, append([]any{"ACL", "SETUSER", "locker"}, toAny(minimalACL)...)...)
+	admin := newClientT(t, srv.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	user := func(name, pass string) *distlock.Locker {
+		return distlock.New(srv.Client(t, func(o *redis.Options) { o.Username, o.Password = name, pass }), distlock.WithFairness(true))
+	}
+	for _, tt := range []struct {
+		user   string
+		queued int64
+	}{{"fair", 1}, {"locker", 0}} {
+		holder, waiter := user(tt.user, "lockpass"), user(tt.user, "lockpass")
+		key := "acl-" + tt.user
+		h, err := holder.Obtain(ctx, key, distlock.WithTTL(time.Minute), distlock.WithFencing())
+		if err != nil {
+			t.Fatalf("%s: %v", tt.user, err)
+		}
+		w := startFairWaiter(ctx, waiter, key)
+		if tt.queued > 0 {
+			waitQueueLen(t, admin, key, tt.queued)
+		} else {
+			// Refused the queue: the waiter falls back to a plain attempt,
+			// which finds the lock held (its first script, acquire.lua, ran).
+			deadline := time.Now().Add(10 * time.Second)
+			for admin.Exists(ctx, lockKeyOf(key)+":q").Val() == 0 && !hasScript(t, admin) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond) // polling Redis, not synchronisation between goroutines
+			}
+		}
+		released := time.Now()
+		if err := h.Release(ctx); err != nil {
+			t.Fatalf("%s: %v", tt.user, err)
+		}
+		w.wait(t, 10*time.Second)
+		if got := admin.Exists(ctx, lockKeyOf(key)+":q").Val(); tt.queued == 0 && got != 0 {
+			t.Errorf("%s: a queue was written", tt.user)
+		}
+		if err := w.l.Release(ctx); err != nil {
+			t.Fatalf("%s: %v", tt.user, err)
+		}
+		t.Logf("RESULT %s/%s: queued %d; the blocked caller got the lock %v after the release (fence %d after %d)",
+			t.Name(), tt.user, tt.queued, w.at.Sub(released).Round(time.Millisecond), w.l.Fence(), h.Fence())
+	}
+}
+
+// hasScript reports whether a lock script has run (acquire.lua of a
+// blocked caller after its SET NX), from INFO commandstats.
+func hasScript(t *testing.T, c *redis.Client) bool {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(info, "cmdstat_pttl:")
+}
+
 func toAny(s []string) []any {
 	a := make([]any, len(s))
 	for i, v := range s {

@@ -53,6 +53,10 @@ type workerConfig struct {
 	// the others read with WithShared).
 	Kind  string
 	Limit int
+	// Barging makes blocked callers barge (WithFairness(false)) instead of
+	// waiting their turn (WithFairness(true), which the checker sets
+	// explicitly: the library's default is barging).
+	Barging bool
 }
 
 // Kinds of lock the checker can take (workerConfig.Kind).
@@ -130,6 +134,8 @@ func runWorker(raw string) int {
 		err = checkerWorker(cfg)
 	case "stall":
 		err = stallWorker(cfg)
+	case "fairwait":
+		err = fairWaitWorker(cfg)
 	default:
 		err = fmt.Errorf("unknown job %q", cfg.Job)
 	}
@@ -379,6 +385,9 @@ func checkerWorker(cfg workerConfig) error {
 	}
 	if cfg.OwnPrefix {
 		base = append(base, distlock.WithKeyPrefix(fmt.Sprintf("p%d:", os.Getpid())))
+	}
+	if cfg.Mode != modeRedlock {
+		base = append(base, distlock.WithFairness(!cfg.Barging))
 	}
 	svc, err := newLockService(cfg.Mode, cfg.LockAddrs, base...)
 	if err != nil {

@@ -735,9 +735,7 @@ func (b *redlockMultiBackend) attempt(ctx context.Context, token string, o optio
 			fences, rres = b.raiseFences(ctx, token, res.verdicts, nodeFences)
 			if rres.ok < r.quorum {
 				raised = false
-				res.ok = rres.ok
-				res.errs = append(res.errs, rres.errs...)
-				slices.SortFunc(res.errs, func(a, b *NodeError) int { return cmp.Compare(a.Node, b.Node) })
+				res.leftBy(rres)
 			}
 		}
 		if raised {

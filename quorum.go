@@ -282,6 +282,15 @@ func (f *fan) settle(i int, w context.Context) bool {
 	return true
 }
 
+// leftBy counts an attempt as what a follow-up fan-out on its nodes (the
+// fence raise) left of it: that fan-out's successes, and the errors of
+// both, in node order.
+func (res *fanResult) leftBy(next fanResult) {
+	res.ok = next.ok
+	res.errs = append(res.errs, next.errs...)
+	slices.SortFunc(res.errs, func(a, b *NodeError) int { return cmp.Compare(a.Node, b.Node) })
+}
+
 func (res *fanResult) fail(i int, nd *rlNode, err error) {
 	if err == nil {
 		err = errors.New("distlock: no answer")

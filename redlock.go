@@ -363,11 +363,8 @@ func (b *redlockBackend) attempt(ctx context.Context, key, rk, token string, pla
 			var rres fanResult
 			fence, rres = b.raiseFence(ctx, rk, token, res.verdicts, fences)
 			if rres.ok < r.quorum {
-				// Count the attempt as what the raise left of it.
 				raised = false
-				res.ok = rres.ok
-				res.errs = append(res.errs, rres.errs...)
-				slices.SortFunc(res.errs, func(a, b *NodeError) int { return cmp.Compare(a.Node, b.Node) })
+				res.leftBy(rres)
 			}
 		}
 		if raised {

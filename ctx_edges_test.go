@@ -75,3 +75,58 @@ func TestReplicasObtainReturnsByCtx(t *testing.T) {
 		})
 	}
 }
+
+// TestNewCallsReturnByCtx: the calls added with shared leases, multi-key
+// locks, fair waiting and the admin API, blocked (their key held by
+// another holder) or waiting on a slow or black-holed node when their ctx
+// ends, return by their ctx plus slack with an error, and hand out no lock.
+func TestNewCallsReturnByCtx(t *testing.T) {
+	const deadline = time.Second
+	calls := []struct {
+		name string
+		call func(ctx context.Context, lk *distlock.Locker) (*distlock.Lock, error)
+	}{
+		{"ObtainMulti", func(ctx context.Context, lk *distlock.Locker) (*distlock.Lock, error) {
+			return lk.ObtainMulti(ctx, []string{"other", "new-ctx"}, distlock.WithBlocking())
+		}},
+		{"WithShared", func(ctx context.Context, lk *distlock.Locker) (*distlock.Lock, error) {
+			return lk.Obtain(ctx, "new-ctx", distlock.WithShared(), distlock.WithBlocking())
+		}},
+		{"WithLimit", func(ctx context.Context, lk *distlock.Locker) (*distlock.Lock, error) {
+			return lk.Obtain(ctx, "new-ctx", distlock.WithLimit(2), distlock.WithBlocking())
+		}},
+		{"WithFairness", func(ctx context.Context, lk *distlock.Locker) (*distlock.Lock, error) {
+			return lk.Obtain(ctx, "new-ctx", distlock.WithFairness(true), distlock.WithBlocking())
+		}},
+		{"ForceRelease", func(ctx context.Context, lk *distlock.Locker) (*distlock.Lock, error) {
+			return nil, lk.ForceRelease(ctx, "new-ctx")
+		}},
+		{"List", func(ctx context.Context, lk *distlock.Locker) (*distlock.Lock, error) {
+			_, err := lk.List(ctx, "*")
+			return nil, err
+		}},
+	}
+	for _, tt := range calls {
+		for _, fault := range []string{"slow", "black-holed"} {
+			t.Run(tt.name+"/"+fault, func(t *testing.T) {
+				srv := redistest.Start(t)
+				client, p := proxied(t, srv, true)
+				lk := distlock.New(client)
+				h, err := distlock.New(srv.Client(t)).Obtain(context.Background(), "new-ctx", distlock.WithTTL(time.Minute))
+				require.NoError(t, err)
+				degrade(p, fault, 300*time.Millisecond)
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				defer cancel()
+				start := time.Now()
+				l, err := tt.call(ctx, lk)
+				took := time.Since(start)
+				require.Nil(t, l, "a lock was handed out")
+				require.Error(t, err)
+				assert.Less(t, took, deadline+slack)
+				t.Logf("returned after %v: %v", took, err)
+				p.Stall(false)
+				require.NoError(t, h.Release(context.Background()))
+			})
+		}
+	}
+}

@@ -74,6 +74,15 @@ import (
 // lock handed to a waiter in the moment between its death and its entry's
 // end (at most entryTTL for a waiter cut off from Redis or paused) stays
 // with it until its TTL, like any lock whose holder vanished.
+//
+// Turns on their way. An entry that leaves the queue stays listened to
+// for entryTTL, so that a turn handed to it just before it left is heard
+// and given back (a closed subscription would lose it, and the lock would
+// stay with nobody until its TTL). A turn whose message was lost because
+// the subscription broke is taken by the room's head at its next attempt
+// (it adopts the lock: acquire_queued.lua tells it the lock carries the
+// entry's id), and, for an entry nobody waits on, looked for by the
+// manager once the subscription is back, and given back.
 
 // entryTTL is how long a queue entry (and the queue) outlives its
 // waiter's last refresh.
@@ -115,6 +124,7 @@ type queue struct {
 	entries   map[string]*entry // by lock key
 	byChannel map[string]*entry // by channel, until entryTTL after unwatched
 	gives     []giveBack        // locks to give back
+	sweeps    []*entry          // idle entries to look for an unheard turn
 	running   bool
 	kick      chan struct{}
 	lastDone  chan struct{}
@@ -125,6 +135,7 @@ type entry struct {
 	rk, id, secret string
 	key, channel   string
 	ready          <-chan struct{} // the channel's subscription is confirmed
+	lockReady      <-chan struct{} // the lock's channel's is
 
 	rm         *room     // the room it serves; nil while it lingers
 	lingerTill time.Time // when a lingering entry leaves
@@ -192,6 +203,11 @@ func (e *entry) data(anchor int64, counted string) string {
 	return e.secret + " " + strconv.FormatInt(e.ttlMs, 10) + " " + fence + " " + strconv.FormatInt(anchor, 10) + " " + e.owner + " " + counted
 }
 
+// fits reports whether the entry is written for a lock like o's.
+func (e *entry) fits(o options) bool {
+	return e.ttlMs == o.ttl.Milliseconds() && e.fenced == o.fencing && e.owner == o.owner
+}
+
 // enter attaches rm, a new room for rk, to the Locker's entry for rk
 // (making one when there is none), and waits until its channel's
 // subscription is confirmed, at most limit or until ctx ends, so that a
@@ -213,24 +229,37 @@ func (q *queue) enter(ctx context.Context, rk string, rm *room, o options, limit
 	e.rm, rm.entry = rm, e
 	e.lingerTill = time.Time{}
 	e.drop = false
-	queued := e.queued && e.ttlMs == o.ttl.Milliseconds() && e.fenced == o.fencing
+	queued := e.queued && e.fits(o)
 	q.startLocked()
 	w.mu.Unlock()
 	if fresh {
+		// Its channel, and the lock's: a release that hands nothing over
+		// (a caller that barges, the last shared lease leaving, a force
+		// release) wakes the head to try in its turn. Both stay watched
+		// until entryTTL after the entry left (forget).
 		ready := w.notifiers[0].watch(e.channel)
+		lockReady := w.notifiers[0].watch(wakeChannel(rk))
 		w.mu.Lock()
-		e.ready = ready
+		e.ready, e.lockReady = ready, lockReady
 		w.mu.Unlock()
 	}
 	w.mu.Lock()
-	ready := e.ready
+	ready, lockReady := e.ready, e.lockReady
 	w.mu.Unlock()
+	// Both confirmed before the first attempt: a confirmation wakes the
+	// room (see read in notify.go), which after the attempt would make its
+	// head try again for nothing.
 	t := time.NewTimer(limit)
 	defer t.Stop()
-	select {
-	case <-ready:
-	case <-t.C:
-	case <-ctx.Done():
+wait:
+	for _, r := range [...]<-chan struct{}{ready, lockReady} {
+		select {
+		case <-r:
+		case <-t.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	if queued {
 		return turn{wake: rm.next(), holderTTL: -1}
@@ -259,8 +288,7 @@ func (q *queue) waitFirst(rk string, o options) bool {
 	q.w.mu.Lock()
 	defer q.w.mu.Unlock()
 	e := q.entries[rk]
-	return e != nil && e.queued && e.ttlMs == o.ttl.Milliseconds() && e.fenced == o.fencing &&
-		!e.handed.IsZero() && time.Since(e.handed) < entryTTL
+	return e != nil && e.queued && e.fits(o) && !e.handed.IsZero() && time.Since(e.handed) < entryTTL
 }
 
 // matches reports whether rk's entry is queued for a lock like o's: a head
@@ -269,7 +297,7 @@ func (q *queue) matches(rk string, o options) bool {
 	q.w.mu.Lock()
 	defer q.w.mu.Unlock()
 	e := q.entries[rk]
-	return e != nil && e.queued && e.ttlMs == o.ttl.Milliseconds() && e.fenced == o.fencing
+	return e != nil && e.queued && e.fits(o)
 }
 
 // passOver returns the id of the entry for rk when nobody of this Locker
@@ -335,7 +363,7 @@ func (q *queue) attempt(ctx context.Context, key, rk string, o options) (*Lock, 
 	token := attemptToken(o)
 	start := time.Now()
 	keys := []string{rk, fenceKey(rk), queueKey(rk), ek}
-	args := []any{token, o.ttl.Milliseconds(), o.fenceFlag(), id, data, entryTTL.Milliseconds(), queueTTL.Milliseconds(), w.publish, sharedMarker}
+	args := []any{token, o.ttl.Milliseconds(), o.fenceFlag(), id, data, entryTTL.Milliseconds(), queueTTL.Milliseconds(), w.publishArg, sharedMarker}
 	run := lk.conns.get()
 	res, err := acquireQueuedScript.Run(ctx, run, keys, args...).Slice()
 	lk.conns.done()
@@ -552,7 +580,7 @@ func (q *queue) deliver(tk *ticket, g *grant) {
 	h := tk.heir
 	o := h.o
 	var l *Lock
-	if g.ttlMs == o.ttl.Milliseconds() && (g.fence > 0) == o.fencing {
+	if g.ttlMs == o.ttl.Milliseconds() && (g.fence > 0) == o.fencing && g.token == storedValue(tokenOf(g.token), o.owner) {
 		l = newLock(q.lk, h.key, g.rk, g.token, g.fence, o, g.start)
 	}
 	if l == nil {
@@ -574,17 +602,40 @@ func (q *queue) giveBack(rk, token, pass string) {
 	q.kickLocked()
 }
 
-// rooms returns the rooms of the entries, for a wake-up of every waiter.
-func (q *queue) rooms() []*room {
+// missed is told that messages may have been missed (a subscription
+// reconnected). A room's head re-checks by itself (and adopts a turn that
+// went unheard); an idle entry has nobody to, so the manager looks whether
+// the lock was handed to it, and gives it back if so.
+func (q *queue) missed() {
 	q.w.mu.Lock()
 	defer q.w.mu.Unlock()
-	var rooms []*room
 	for _, e := range q.entries {
-		if e.rm != nil {
-			rooms = append(rooms, e.rm)
+		if e.rm == nil && e.queued {
+			q.sweeps = append(q.sweeps, e)
 		}
 	}
-	return rooms
+	if len(q.sweeps) > 0 {
+		q.startLocked()
+		q.kickLocked()
+	}
+}
+
+// sweep gives back the locks handed to idle entries whose turn went
+// unheard: held with a value that starts with the entry's id.
+func (q *queue) sweep(idle []*entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), queueIOTimeout)
+	defer cancel()
+	pipe := q.lk.conns.client.Pipeline()
+	gets := make([]*redis.StringCmd, len(idle))
+	for i, e := range idle {
+		gets[i] = pipe.Get(ctx, e.rk)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, e := range idle {
+		if v, err := gets[i].Result(); err == nil && strings.HasPrefix(v, e.id+".") {
+			q.sendGiveBack(giveBack{rk: e.rk, token: v, pass: e.id})
+		}
+	}
 }
 
 // startLocked starts the manager unless it runs.
@@ -631,8 +682,8 @@ func (q *queue) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- s
 	for {
 		w.mu.Lock()
 		now := time.Now()
-		gives := q.gives
-		q.gives = nil
+		gives, sweeps := q.gives, q.sweeps
+		q.gives, q.sweeps = nil, nil
 		var drops []*entry
 		var due []refreshItem
 		next := now.Add(time.Hour)
@@ -655,17 +706,20 @@ func (q *queue) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- s
 				next = e.lingerTill
 			}
 		}
+		var forgotten []*entry
 		for ch, e := range q.byChannel {
 			if !e.gone || e.buried.IsZero() {
 				continue
 			}
 			if gone := e.buried.Add(entryTTL); !now.Before(gone) {
 				delete(q.byChannel, ch)
+				forgotten = append(forgotten, e)
 			} else if gone.Before(next) {
 				next = gone
 			}
 		}
-		if len(gives) == 0 && len(drops) == 0 && len(due) == 0 && len(q.entries) == 0 && len(q.byChannel) == 0 {
+		if len(gives) == 0 && len(sweeps) == 0 && len(drops) == 0 && len(due) == 0 && len(forgotten) == 0 &&
+			len(q.entries) == 0 && len(q.byChannel) == 0 {
 			q.running = false
 			w.mu.Unlock()
 			return
@@ -675,13 +729,17 @@ func (q *queue) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- s
 		for _, g := range gives {
 			q.sendGiveBack(g)
 		}
+		if len(sweeps) > 0 {
+			q.sweep(sweeps)
+		}
 		if len(drops) > 0 {
 			q.leave(drops)
 		}
 		if len(due) > 0 {
 			q.refresh(due)
 		}
-		if len(gives) > 0 || len(drops) > 0 {
+		q.forget(forgotten)
+		if len(gives) > 0 || len(sweeps) > 0 || len(drops) > 0 || len(forgotten) > 0 {
 			continue // look again: the manager may be done
 		}
 
@@ -700,12 +758,11 @@ func (q *queue) sendGiveBack(g giveBack) {
 	defer cancel()
 	run := q.lk.conns.get()
 	defer q.lk.conns.done()
-	op := releaseOp(g.rk, g.token, q.w.publish, g.pass)
+	op := releaseOp(g.rk, g.token, q.w.publishArg, g.pass)
 	_ = sendOnce(ctx, run, &op).Err()
 }
 
-// leave takes entries out of their queues and stops listening on their
-// channels. Best effort: an entry left behind expires within entryTTL.
+// leave takes entries out of their queues. Best effort: an entry left behind expires within entryTTL.
 func (q *queue) leave(drops []*entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), queueIOTimeout)
 	defer cancel()
@@ -715,19 +772,26 @@ func (q *queue) leave(drops []*entry) {
 		pipe.Del(ctx, e.key)
 	}
 	_, _ = pipe.Exec(ctx)
-	w := q.w
-	for _, e := range drops {
-		w.notifiers[0].unwatch(e.channel)
-	}
 	// A turn handed to an entry just before it left may still be on its
-	// way: the entry stays known by its channel for entryTTL, so that
-	// such a turn is given back, not dropped.
+	// way: the entry stays known by its channel, and listened to, for
+	// entryTTL, so that such a turn is given back, not dropped (closing
+	// the subscription would lose it, and the lock would stay with
+	// nobody until its TTL). Nothing is handed to it once it left.
 	now := time.Now()
-	w.mu.Lock()
+	q.w.mu.Lock()
 	for _, e := range drops {
 		e.buried = now
 	}
-	w.mu.Unlock()
+	q.w.mu.Unlock()
+}
+
+// forget stops listening on the channels of entries that left entryTTL
+// ago.
+func (q *queue) forget(buried []*entry) {
+	for _, e := range buried {
+		q.w.notifiers[0].unwatch(e.channel)
+		q.w.notifiers[0].unwatch(wakeChannel(e.rk))
+	}
 }
 
 // refresh rewrites the due entries (and their queues' expiry). An entry
@@ -764,8 +828,9 @@ func (q *queue) refresh(due []refreshItem) {
 }
 
 // releaseOp is release.lua's operation for the lock rk held with token,
-// handing it over to the first live waiter queued for it, passing over
-// entry pass ("" for none).
-func releaseOp(rk, token, how, pass string) nodeOp {
+// publishing as how says (waiters.publishArg), handing the lock over to
+// the first live waiter queued for it, passing over entry pass ("" for
+// none).
+func releaseOp(rk, token string, how any, pass string) nodeOp {
 	return nodeOp{script: releaseScript, keys: []string{rk}, args: []any{token, how, pass}}
 }

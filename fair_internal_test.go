@@ -18,12 +18,16 @@ import (
 // ignored, the lock would stay with nobody until its TTL.
 //
 //  1. W waits its turn for k, then its ctx ends: its entry leaves the
-//     queue and its channel is unwatched.
-//  2. The message of a turn handed to it before that arrives: the lock is
-//     set to the entry's token under its owner label, as the release did.
+//     queue.
+//  2. The message of a turn handed to it before that arrives through
+//     Redis: the lock is set to the entry's token under its owner label,
+//     as the release did, and the message published on its channel.
 //
-// Before the fix the message found no entry for its channel and was
-// dropped (the C16 bench found the lock stuck for its TTL this way).
+// Before the first fix the message found no entry for its channel and was
+// dropped (the C16 bench found the lock stuck for its TTL this way);
+// before the second, the Locker stopped listening on the channel when the
+// entry left, its subscription closed, and the message was lost the same
+// way.
 func TestFairLateTurnOfALeftEntryIsGivenBack(t *testing.T) {
 	srv := redistest.Start(t)
 	admin := srv.Client(t)
@@ -51,12 +55,14 @@ func TestFairLateTurnOfALeftEntryIsGivenBack(t *testing.T) {
 		q.w.mu.Lock()
 		defer q.w.mu.Unlock()
 		return !e.buried.IsZero()
-	}, 5*time.Second, time.Millisecond, "the entry left and stopped listening")
+	}, 5*time.Second, time.Millisecond, "the entry left")
 
 	nonce := "late"
 	owner := DefaultOwner()
 	require.NoError(t, admin.Set(ctx, rk, storedValue(grantToken(e.id, e.secret, nonce), owner), time.Minute).Err())
-	w.waiters.wakeChannel(e.channel, fmt.Sprintf("%s 0 60000 %d %s", nonce, q.anchor(), owner))
+	n, err := admin.Publish(ctx, e.channel, fmt.Sprintf("%s 0 60000 %d %s", nonce, q.anchor(), owner)).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "the Locker still listens on the channel of the entry that left")
 	require.Eventually(t, func() bool { return admin.Exists(ctx, rk).Val() == 0 }, 5*time.Second, time.Millisecond,
 		"the late turn was given back")
 	assert.Zero(t, admin.LLen(ctx, queueKey(rk)).Val())

@@ -375,3 +375,36 @@ func TestFairStaleReleaseLeavesTheQueue(t *testing.T) {
 	o = waitObtained(t, got[1])
 	require.NoError(t, o.l.Release(ctx))
 }
+
+// TestFairUnheardTurnOfAnIdleEntryIsGivenBack: a Locker whose blocked
+// callers all got the lock keeps its entry queued for a while; a turn
+// handed to it whose message is lost (its subscription broke) is found
+// when the subscription is back, and given back: the lock does not stay
+// with nobody until its TTL.
+func TestFairUnheardTurnOfAnIdleEntryIsGivenBack(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+	holder := distlock.New(srv.Client(t), fair)
+	idle := distlock.New(srv.Client(t), fair)
+	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	got := obtainAsync(ctx, idle, "k", distlock.WithTTL(time.Minute))
+	waitQueued(t, admin, "k", 1)
+	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
+	require.NoError(t, err)
+	require.NoError(t, l.Release(ctx))
+	o := waitObtained(t, got)
+	require.NoError(t, o.l.Release(ctx)) // its entry lingers, idle
+	require.EqualValues(t, 1, queueLen(t, admin, "k"), "the idle entry lingers")
+
+	// A turn handed to the idle entry, whose message is lost.
+	require.NoError(t, admin.Set(ctx, rlKey("k"), id+".unheard", time.Minute).Err())
+	start := time.Now()
+	_, err = admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return rlGet(t, srv, rlKey("k")) == "" }, waitTimeout, time.Millisecond,
+		"the unheard turn was given back")
+	t.Logf("given back %v after the subscription broke", time.Since(start))
+}

@@ -48,8 +48,10 @@ type Locker struct {
 //
 // Callers blocked in Obtain (WithBlocking) share one subscription
 // connection per Locker, on which releases are announced; it is opened
-// when the first caller starts waiting and closed when the last one stops,
-// so an idle Locker holds no connection or goroutine of its own.
+// when the first caller starts waiting and closed when the last one stops
+// (about 3s later when they waited their turn: the Locker keeps its place
+// in the queue for 1s, and listens for a turn still on its way for 2s
+// more), so an idle Locker holds no connection or goroutine of its own.
 //
 // Unless WithPipelining(false) is given, New asks client for its
 // autopipeliner (client.AutoPipeline), so that lock commands from concurrent
@@ -290,7 +292,7 @@ func (lk *Locker) abandonPassing(ctx context.Context, cause error, rk, token, pa
 	defer cancel()
 	run := lk.conns.get()
 	defer lk.conns.done()
-	op := releaseOp(rk, token, lk.waiters.publish, pass)
+	op := releaseOp(rk, token, lk.waiters.publishArg, pass)
 	_ = releaseScript.Run(ctx, run, op.keys, op.args...).Err()
 }
 
@@ -345,7 +347,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if tk := lk.waiters.claim(l.rkey); tk != nil {
 		return lk.handOver(ctx, l, tk)
 	}
-	op := releaseOp(l.rkey, l.token, lk.waiters.publish, lk.waiters.q.passOver(l.rkey))
+	op := releaseOp(l.rkey, l.token, lk.waiters.publishArg, lk.waiters.q.passOver(l.rkey))
 	run := lk.conns.get()
 	n, err := sendOnce(ctx, run, &op).Int64()
 	lk.conns.done()

@@ -217,11 +217,7 @@ func (f fairnessOption) String() string   { return fmt.Sprintf("WithFairness(%v)
 // no single queue (a quorum of queues gives no one order): it always
 // barges, and WithFairness(true) given to NewRedlock or to one of its
 // calls fails with ErrInvalidArgument.
-//
-// Known limitation: a turn handed to a waiter at the moment its entry
-// leaves the queue (its ctx ended) is not heard, and the lock then stays
-// with nobody until its TTL, as with a holder that vanished. Keep the TTL
-// of fair locks short until this is fixed.
+
 func WithFairness(on bool) Option { return fairnessOption(on) }
 
 type autoRefreshOption bool

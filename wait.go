@@ -74,6 +74,9 @@ const readyTimeout = time.Second
 type waiters struct {
 	notifiers []*notifier
 	publish   string // how releases publish their wake-ups (notify.go), an argument of the scripts that do
+	// publishArg is publish as a script argument, boxed once (a release
+	// does not allocate it).
+	publishArg any
 
 	// lostWakeups counts releases that freed a lock but could not
 	// publish its wake-up (see Locker.LostWakeups).
@@ -139,6 +142,7 @@ type turn struct {
 func newWaiters(clients []redis.UniversalClient) *waiters {
 	w := &waiters{rooms: make(map[string]*room), fairRooms: make(map[string]*room)}
 	w.notifiers, w.publish = newNotifiers(clients, w.wakeChannel, w.wakeAll)
+	w.publishArg = w.publish
 	return w
 }
 
@@ -161,6 +165,9 @@ func (w *waiters) wakeChannel(channel, payload string) {
 }
 
 func (w *waiters) wakeAll() {
+	if w.q != nil {
+		w.q.missed()
+	}
 	w.mu.Lock()
 	rooms := make([]*room, 0, len(w.rooms)+len(w.fairRooms))
 	for _, rm := range w.rooms {
@@ -250,20 +257,10 @@ func (w *waiters) leave(rk string, rm *room, tk *ticket, obtained bool, ttl time
 		}
 	}
 	w.mu.Unlock()
-	if empty {
+	if empty && !rm.fair { // a fair room's channels are its entry's (fair.go)
 		for _, n := range w.notifiers {
 			n.unwatch(wakeChannel(rk))
 		}
-	}
-}
-
-// watch subscribes the key's wake channel without waiting for the
-// subscription: a fair room (fair.go) hears its turns on its own channel,
-// and on this one only a lock freed without a hand-over (a force release,
-// the last shared lease's release), which its fallback re-check also finds.
-func (w *waiters) watch(rk string) {
-	for _, n := range w.notifiers {
-		n.watch(wakeChannel(rk))
 	}
 }
 
@@ -395,7 +392,6 @@ func obtainWith(ctx context.Context, try, tryQueued attemptFunc, c obtainCall) (
 					limit = min(limit, t.holderTTL)
 				}
 				if c.fair {
-					c.w.watch(c.rk) // a lock freed, not handed over
 					t = c.w.q.enter(ctx, c.rk, rm, c.o, limit)
 					continue
 				}

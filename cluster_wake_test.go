@@ -17,6 +17,11 @@ import (
 	"github.com/distlock/distlock/internal/redistest"
 )
 
+// These tests follow the wake-ups of callers that barge (WithFairness(false)):
+// their subscriptions, one channel per key, are what they count. Callers
+// that wait their turn listen on the same sharded subscriptions, with a
+// channel of their own besides (fair_test.go, TestFairOnACluster).
+
 // onlyWakeUps makes a blocked caller re-check by itself only once a minute:
 // one that obtains sooner after a release was woken by the release's
 // wake-up (or by its subscription being re-established).
@@ -127,8 +132,8 @@ func TestClusterWakeUpOnKeysShardOnly(t *testing.T) {
 	cl := redistest.StartClusterWithReplicas(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	holder := distlock.New(cl.Client(t))
-	waiter := distlock.New(cl.Client(t))
+	holder := distlock.New(cl.Client(t), barging)
+	waiter := distlock.New(cl.Client(t), barging)
 	const key, rounds = "stock:sku1", 4
 	ch := wakeChannel(key)
 	shard := cl.Shard(int(distlock.KeySlot(ch)))
@@ -264,8 +269,8 @@ func TestClusterWakeUpAcrossFailover(t *testing.T) {
 	cl := redistest.StartClusterWithReplicas(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	holder := distlock.New(cl.Client(t))
-	waiter := distlock.New(cl.Client(t))
+	holder := distlock.New(cl.Client(t), barging)
+	waiter := distlock.New(cl.Client(t), barging)
 	const key = "stock:sku2"
 	ch := wakeChannel(key)
 	i := cl.Shard(int(distlock.KeySlot(ch)))
@@ -300,8 +305,8 @@ func TestClusterWakeUpAcrossReshard(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	holder := distlock.New(cl.Client(t))
-	waiter := distlock.New(cl.Client(t))
+	holder := distlock.New(cl.Client(t), barging)
+	waiter := distlock.New(cl.Client(t), barging)
 	const key = "stock:sku3"
 	ch := wakeChannel(key)
 	slot := int(distlock.KeySlot(ch))
@@ -339,8 +344,8 @@ func TestClusterWakeUpAcrossCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hc := cl.Client(t)
-	holder := distlock.New(hc)
-	waiter := distlock.New(cl.Client(t))
+	holder := distlock.New(hc, barging)
+	waiter := distlock.New(cl.Client(t), barging)
 	const key = "stock:sku4"
 	i := cl.Shard(int(distlock.KeySlot(wakeChannel(key))))
 
@@ -376,8 +381,8 @@ func TestClusterWakeUpWithoutShardedPubSub(t *testing.T) {
 		"--rename-command", "SUNSUBSCRIBE", "")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	holder := distlock.New(cl.Client(t))
-	waiter := distlock.New(cl.Client(t))
+	holder := distlock.New(cl.Client(t), barging)
+	waiter := distlock.New(cl.Client(t), barging)
 	const key, rounds = "stock:sku5", 2
 	ch := wakeChannel(key)
 	master := cl.Nodes[cl.Shard(int(distlock.KeySlot(ch)))]
@@ -416,8 +421,8 @@ func TestClusterOnceWakeUp(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	runner := distlock.New(cl.Client(t))
-	waiter := distlock.New(cl.Client(t))
+	runner := distlock.New(cl.Client(t), barging)
+	waiter := distlock.New(cl.Client(t), barging)
 	const key = "cache:k"
 	ch := wakeChannel(key)
 	master := cl.Shard(int(distlock.KeySlot(ch)))
@@ -507,8 +512,8 @@ func TestClusterHalfOpenSubscriptionIsNoticed(t *testing.T) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		}
-	}))
-	holder := distlock.New(cl.Client(t))
+	}), barging)
+	holder := distlock.New(cl.Client(t), barging)
 
 	l, res, wcancel := holdAndBlock(t, ctx, holder, waiter, key, master)
 	list, _ := master.Exec(t, "CLIENT", "LIST").(string)

@@ -119,9 +119,9 @@
 //
 // # Waiting
 //
-// WithBlocking waits without polling; by default blocked callers barge,
-// and with WithFairness(true) they wait in turn: first come, first served
-// across processes.
+// WithBlocking waits without polling and, on a Locker, by default in
+// turn: first come, first served across processes. WithFairness(false)
+// makes blocked callers barge instead, as a Redlock's always do.
 //
 // Fair waiting. A blocked caller of a Locker queues in Redis, next to the
 // lock; the callers of one Locker blocked on one key share one place in
@@ -137,7 +137,8 @@
 //   - its process died: its turn is passed over as soon as Redis has seen
 //     its connection close (nobody listens on its channel any more);
 //   - its ctx ended: it leaves the queue with its Locker's last caller (one
-//     round trip), and a turn that reached it as it left is given back;
+//     round trip), and a turn that reached it as it left is given back
+//     (the Locker listens on the place's channel for 2s after it left);
 //   - it lost Redis or its process stopped: its place expires 2s after its
 //     Locker last refreshed it (the Locker refreshes its places every
 //     0.5s, or every TTL/8 when that is shorter), and is passed over from
@@ -155,14 +156,15 @@
 // blocked caller also re-checks at its holder's expiry (expiry hands
 // nothing over) and after the retry strategy's fallback delay; a turn
 // whose message went unheard (a subscription that reconnected) is taken
-// at that re-check. Callers that barge meanwhile (Obtain without
+// at that re-check, or, when none of the Locker's callers waits any more,
+// given back as soon as the subscription is back. Callers that barge meanwhile (Obtain without
 // WithBlocking, and blocked callers with WithToken or WithReplicas, or on
 // a Locker whose Redis user may not run the queue's list commands) get
 // the lock only when nobody is queued for it; use one mode for one key in
 // every process. Once's waiters, and every Redlock's, barge: a quorum of
 // queues on independent nodes gives no one order.
 //
-// Barging (the default, and always on a Redlock). The release script (and
+// Barging (WithFairness(false), and always on a Redlock). The release script (and
 // Once's finish) publishes on the lock's channel, a blocked caller is
 // subscribed to it (one shared subscription connection per Locker, opened
 // while someone waits) and retries at once when the lock is released.

@@ -446,7 +446,10 @@ func TestErrorsPrintOnOneLine(t *testing.T) {
 	for name, ob := range map[string]obtainer{"Locker": lk, "Redlock": rl} {
 		held, err := ob.Obtain(context.Background(), "cc")
 		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		// Long enough for the attempts to be done when ctx ends, on a
+		// loaded machine too: an attempt that ctx cuts short adds its
+		// outcome to the message.
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_, err = ob.Obtain(ctx, "cc", distlock.WithBlocking())
 		cancel()
 		require.ErrorIs(t, err, distlock.ErrNotObtained, name)

@@ -39,9 +39,9 @@ const (
 	subjRedislock1  = "redislock LinearBackoff(1ms)"
 	subjRedislock10 = "redislock LinearBackoff(10ms)"
 	subjRedsyncC1   = "redsync (default retry delay)"
-	// Blocked callers that wait their turn (WithFairness(true); the
-	// default barges).
-	subjOursFair = "distlock WithFairness(true)"
+	// Blocked callers that barge instead of waiting their turn (the
+	// default).
+	subjOursBarging = "distlock WithFairness(false)"
 )
 
 // c1Subject is one library in C1: P contenders on P clients, and a counter
@@ -81,8 +81,8 @@ func (b *bench) runC1(ctx context.Context, srv *server, shape c1Shape) error {
 		mk(subjOursNoPipe, func(c *redis.Client) contender {
 			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL), distlock.WithPipelining(false)))
 		}),
-		mk(subjOursFair, func(c *redis.Client) contender {
-			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL), distlock.WithFairness(true)))
+		mk(subjOursBarging, func(c *redis.Client) contender {
+			return oursContender(distlock.New(c, distlock.WithTTL(lockTTL), distlock.WithFairness(false)))
 		}),
 		mk(subjRedislock1, func(c *redis.Client) contender {
 			return redislockContender(redislock.New(c), time.Millisecond)

@@ -167,7 +167,7 @@ func (b *bench) writeChart(path string) error {
 	add("U1/50", "U1 uncontended obtain+release, 50 goroutines (cycles/s)", "rate", u1)
 	add("R3", "R3 Redlock, 3 nodes, 50 goroutines (cycles/s)", "rate", []string{subjOursRedlock, subjRedsync})
 	add("R5", "R5 Redlock, 5 nodes, 50 goroutines (cycles/s)", "rate", []string{subjOursRedlock, subjRedsync})
-	c1 := []string{subjOurs, subjOursNoPipe, subjOursFair, subjRedislock1, subjRedislock10, subjRedsyncC1}
+	c1 := []string{subjOurs, subjOursNoPipe, subjOursBarging, subjRedislock1, subjRedislock10, subjRedsyncC1}
 	add("C1", fmt.Sprintf("C1 contention, %d×%d goroutines on one key (critical sections/s)", c1Shape4x4.lockers, c1Shape4x4.goroutines), "rate", c1)
 	c16 := c1[:4]
 	add("C16", fmt.Sprintf("C16 contention, %d×%d goroutine on one key (critical sections/s)", c1Shape16x1.lockers, c1Shape16x1.goroutines), "rate", c16)

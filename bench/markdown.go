@@ -93,7 +93,7 @@ func (b *bench) markdown() string {
 	}
 	contentionTables("C1")
 	w("**C16** — the same measurement in the usual deployment shape: %d lockers, each on its own client, × %d goroutine, so that every hand-off crosses processes and no in-process coalescing or hand-over applies. "+
-		"Compared with distlock `WithFairness(true)` (waiting in turn; the default barges) and redislock `LinearBackoff(1ms)`, the fastest peer in C1.\n\n", c1Shape16x1.lockers, c1Shape16x1.goroutines)
+		"Compared with distlock `WithFairness(false)` (barging) and redislock `LinearBackoff(1ms)`, the fastest peer in C1.\n\n", c1Shape16x1.lockers, c1Shape16x1.goroutines)
 	contentionTables("C16")
 	w("**U1R** — the cost of replica acknowledgement: U1's uncontended cycle on a primary with one replica (two of the Redlock nodes, made primary and replica for this row), "+
 		"distlock plain against distlock `WithReplicas(1, %v)`, whose every acquisition runs its script and `WAIT 1` in one round trip; the ratio is with ÷ without.\n\n", u1rTimeout)

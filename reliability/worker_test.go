@@ -54,8 +54,8 @@ type workerConfig struct {
 	Kind  string
 	Limit int
 	// Barging makes blocked callers barge (WithFairness(false)) instead of
-	// waiting their turn (WithFairness(true), which the checker sets
-	// explicitly: the library's default is barging).
+	// waiting their turn (WithFairness(true), the library's default, which
+	// the checker sets explicitly all the same).
 	Barging bool
 }
 

@@ -621,7 +621,13 @@ func (q *queue) missed() {
 }
 
 // sweep gives back the locks handed to idle entries whose turn went
-// unheard: held with a value that starts with the entry's id.
+// unheard: held with a value that starts with the entry's id and that no
+// caller of this Locker took. An entry lingers while the caller that got
+// its last turn holds the lock, so that value is the last one heard or
+// adopted (lastToken), and is left alone. A value given back becomes the
+// entry's lastToken first, under the same lock as onMessage and attempt,
+// so that a message or an adoption of it that comes after the read is
+// not handed to a caller as well.
 func (q *queue) sweep(idle []*entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), queueIOTimeout)
 	defer cancel()
@@ -632,7 +638,17 @@ func (q *queue) sweep(idle []*entry) {
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, e := range idle {
-		if v, err := gets[i].Result(); err == nil && strings.HasPrefix(v, e.id+".") {
+		v, err := gets[i].Result()
+		if err != nil || !strings.HasPrefix(v, e.id+".") {
+			continue
+		}
+		q.w.mu.Lock()
+		taken := v == e.lastToken
+		if !taken {
+			e.lastToken = v
+		}
+		q.w.mu.Unlock()
+		if !taken {
 			q.sendGiveBack(giveBack{rk: e.rk, token: v, pass: e.id})
 		}
 	}

@@ -159,6 +159,14 @@ func TestFairHandOverObserved(t *testing.T) {
 	assert.NotContains(t, kinds(g.of("releaser")), distlock.EventHandedOver.String())
 	assert.Equal(t, distlock.EventObtained, events[len(events)-1].Kind)
 	assert.Equal(t, o.l.Fence(), events[len(events)-1].Fence)
+	contended := 0
+	for _, e := range events[:len(events)-1] {
+		if e.Kind == distlock.EventContended {
+			contended++
+		}
+	}
+	assert.Positive(t, contended, "the heir's attempts found the lock held")
+	assert.Equal(t, contended, events[len(events)-1].Attempts, "a turn is not an attempt of the heir")
 	held := 0
 	for _, ne := range g.of("releaser") {
 		held += heldDelta(ne.Kind)

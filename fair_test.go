@@ -408,3 +408,34 @@ func TestFairUnheardTurnOfAnIdleEntryIsGivenBack(t *testing.T) {
 		"the unheard turn was given back")
 	t.Logf("given back %v after the subscription broke", time.Since(start))
 }
+
+// TestFairHeldTurnSurvivesResubscribe: a Locker's entry lingers while the
+// caller that got its turn holds the lock, whose value then starts with
+// the entry's id, like a turn that went unheard. When the subscription
+// breaks and comes back, the look for unheard turns leaves that lock
+// alone. Before the fix it gave the lock back under its holder: the
+// reliability checker saw two holders at once with connections dropped.
+func TestFairHeldTurnSurvivesResubscribe(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
+	defer cancel()
+	holder := distlock.New(srv.Client(t), fair)
+	heir := distlock.New(srv.Client(t), fair)
+	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	got := obtainAsync(ctx, heir, "k", distlock.WithTTL(time.Minute))
+	waitQueued(t, admin, "k", 1)
+	require.NoError(t, l.Release(ctx))
+	o := waitObtained(t, got) // by a turn: its entry lingers, idle
+	require.EqualValues(t, 1, queueLen(t, admin, "k"), "the idle entry lingers")
+	value := rlGet(t, srv, rlKey("k"))
+
+	_, err = admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return wakeChannels(t, admin, "k") > 0 }, waitTimeout, time.Millisecond,
+		"the subscription is back")
+	time.Sleep(200 * time.Millisecond) // the look for unheard turns runs now
+	assert.Equal(t, value, rlGet(t, srv, rlKey("k")), "the held lock was given back under its holder")
+	require.NoError(t, o.l.Release(ctx))
+}

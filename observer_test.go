@@ -258,7 +258,7 @@ func TestObserverHandOver(t *testing.T) {
 	defer cancel()
 	log := newEventLog()
 	// Barging: the hand-over inside a Locker, delivered after the
-	// releaser's script answered (TestObserverTurnHandedOver: in turn).
+	// releaser's script answered (TestFairHandOverObserved: in turn).
 	lk := distlock.New(srv.Client(t), barging, distlock.WithObserver(log.observer("holder")))
 	h, err := lk.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
 	require.NoError(t, err)
@@ -288,40 +288,6 @@ func TestObserverHandOver(t *testing.T) {
 
 	all := log.all()
 	assert.Less(t, indexOf(all, "holder handed_over"), indexOf(all, "waiter obtained"), "order: %v", all)
-}
-
-// TestObserverTurnHandedOver: a release that hands the lock to the first
-// caller queued for it in another process (waiting in turn) is reported
-// as released by the releaser, whose Lock it left, and the heir's Obtain
-// as obtained, with only the attempts it made itself.
-func TestObserverTurnHandedOver(t *testing.T) {
-	srv := redistest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	log := newEventLog()
-	holder := distlock.New(srv.Client(t), fair, distlock.WithObserver(log.observer("holder")))
-	h, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
-	require.NoError(t, err)
-	waiter := distlock.New(srv.Client(t), fair)
-	got := obtainAsync(ctx, waiter, "k", distlock.WithTTL(time.Minute), distlock.WithRetry(distlock.LinearBackoff(time.Minute)),
-		distlock.WithObserver(log.observer("waiter")))
-	waitQueued(t, srv.Client(t), "k", 1)
-	require.NoError(t, h.Release(ctx))
-	w := waitObtained(t, got).l
-	require.NoError(t, w.Release(ctx))
-
-	hev := log.of("holder")
-	require.Equal(t, names(distlock.EventObtained, distlock.EventReleased), kinds(hev), "holder")
-	assert.Positive(t, hev[1].Held)
-	wev := log.of("waiter")
-	require.GreaterOrEqual(t, len(wev), 3, "waiter: %v", kinds(wev))
-	n := len(wev) - 2 // contended: the first SET NX, then the attempt that queued it
-	for i, e := range wev[:n] {
-		assert.Equal(t, distlock.EventContended, e.Kind, "waiter event %d", i)
-	}
-	assert.Equal(t, distlock.EventObtained, wev[n].Kind)
-	assert.Equal(t, n, wev[n].Attempts, "a turn is not an attempt of the waiter")
-	assert.Equal(t, distlock.EventReleased, wev[n+1].Kind)
 }
 
 func indexOf(s []string, v string) int {

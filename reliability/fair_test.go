@@ -276,6 +276,47 @@ func stoppedTrial(t *testing.T, admin *redis.Client, key string, holder *distloc
 	return expired, took
 }
 
+// TestFairFIFOAcrossProcesses: four worker processes queue for a held
+// lock one after the other (each started once the one before it is in
+// the queue); each gets the lock in the order it queued, one hand-over
+// after the other: its fence is the holder's plus its place.
+func TestFairFIFOAcrossProcesses(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := newClientT(t, srv.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const key, procs = "fifo", 4
+	holder, err := distlock.New(newClientT(t, srv.Addr())).Obtain(ctx, key, distlock.WithTTL(time.Minute), distlock.WithFencing())
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := make([]*worker, procs)
+	for i := range workers {
+		workers[i] = startWorker(t, workerConfig{Job: "fairwait", Mode: modeSingle, LockAddrs: []string{srv.Addr()},
+			Keys: [][]byte{[]byte(key)}, TTL: time.Minute, Duration: time.Minute}, false)
+		waitQueueLen(t, admin, key, int64(i+1))
+	}
+	released := time.Now()
+	if err := holder.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, wk := range workers {
+		var res fairWaitResult
+		if err := json.Unmarshal([]byte(wk.line(t, 20*time.Second)), &res); err != nil {
+			t.Fatal(err)
+		}
+		if want := holder.Fence() + int64(i) + 1; res.Fence != want {
+			t.Errorf("worker %d (queued %d.) got fence %d, want %d: not served in queue order", i, i+1, res.Fence, want)
+		}
+	}
+	took := time.Since(released)
+	for _, wk := range workers {
+		wk.wait(t, 10*time.Second)
+	}
+	t.Logf("RESULT %s: %d processes queued one after the other got the lock in that order, fences %d..%d, all within %v of the release",
+		t.Name(), procs, holder.Fence()+1, holder.Fence()+procs, took.Round(100*time.Microsecond))
+}
+
 // TestCheckerHeavyContention: the mutual-exclusion checker with 16
 // lockers on one key (and on three), with blocked callers waiting their
 // turn (the default) and barging: even goroutines block, odd ones retry

@@ -200,7 +200,8 @@
 // refresh (EventRefreshed, marked Late when it came in the last third of
 // the validity; EventRefreshFailed on a transient error) and, once, its
 // end: EventReleased, EventHandedOver (a release that passed the lock to a
-// waiter of the same Locker) or EventLost (with the cause, also when
+// waiter: of the same Locker, or the first one queued for it when waiting
+// in turn) or EventLost (with the cause, also when
 // Release is the one to find the lock gone). Events carry the key, never
 // the token. SlogObserver logs them with log/slog; contrib/otel records
 // OpenTelemetry metrics and spans. The observer runs on the lock's own

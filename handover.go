@@ -138,6 +138,6 @@ func (lk *Locker) handOver(ctx context.Context, l *Lock, tk *ticket) error {
 		// (publishing, so that every waiter retries).
 		lk.abandon(ctx, nil, l.rkey, token)
 	}
-	l.reportHandOver(nl)
+	l.reportHandOver(nl != nil)
 	return nil
 }

@@ -363,6 +363,7 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 		lk.waiters.lostWakeups.Add(1)
 	case releasedHandedOver:
 		lk.waiters.q.handedOver(l.rkey)
+		l.reportHandOver(true)
 	}
 	return l.releaseFound(n)
 }

@@ -64,12 +64,11 @@ const (
 	// that finds the lock already gone reports EventLost instead, and a
 	// Release after the end was reported (a second one) reports nothing.
 	EventReleased
-	// EventHandedOver: Release passed the lock straight to a caller of the
-	// same Locker waiting for it, without freeing it in between. Held is
-	// the releaser's hold time. A Release that hands the lock to a waiter
-	// of another process (fair waiting, WithFairness) reports
-	// EventReleased: the lock left this Locker, and the heir reports its
-	// EventObtained.
+	// EventHandedOver: Release passed the lock straight to a caller
+	// waiting for it, without freeing it in between: a caller of the same
+	// Locker, or, waiting in turn (WithFairness), the first caller queued
+	// for it in any process, whose Obtain then reports EventObtained. Held
+	// is the releaser's hold time.
 	EventHandedOver
 	// EventNode: a Redlock attempt's outcome on one node: Node is its index
 	// in the clients given to NewRedlock, Err nil when it took the key
@@ -338,11 +337,11 @@ func (l *Lock) reportRelease(err error) {
 	l.reportReleaseLocked(err)
 }
 
-// reportHandOver reports that a release handed l to a waiter (nl, the
-// waiter's new Lock; nil when the hand-over gave the waiter nothing, and
+// reportHandOver reports that a release handed l to a waiter (handed:
+// the waiter got the lock; otherwise the hand-over gave it nothing, and
 // the release is then reported as one).
-func (l *Lock) reportHandOver(nl *Lock) {
-	if l.ob == nil || nl == nil {
+func (l *Lock) reportHandOver(handed bool) {
+	if l.ob == nil || !handed {
 		return
 	}
 	l.mu.Lock()

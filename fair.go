@@ -148,7 +148,18 @@ type entry struct {
 	owner  string    // the owner label its turns are stored under (owner.go)
 	next   time.Time // next refresh
 
-	lastToken string    // the token of the last turn taken, heard or adopted
+	// lastTaken is the token of the last turn handed to a caller of this
+	// Locker (heard or adopted): the lock may hold it for as long as that
+	// caller keeps it, and no other caller may get it. Turns are taken one
+	// after the other (the lock is exclusive), so it only moves forward.
+	lastTaken string
+	// seen holds the tokens of turns heard, adopted, given back or
+	// claimed by a sweep, with when, for seenKeep: a message or a reply
+	// that comes late with one of them is not a new turn. One remembered
+	// token would not do: a late one would overwrite a newer one, and the
+	// newer one would then look new (two callers holding one turn).
+	seen      map[string]time.Time
+	seenCap   int       // prune seen when it grows past this
 	refreshes int       // refreshes sent: every 4th also renews the queue's expiry
 	buried    time.Time // when it stopped listening (gone entries only)
 	// handed is when a release of this Locker last handed the lock to
@@ -201,6 +212,40 @@ func (e *entry) data(anchor int64, counted string) string {
 		fence = "1"
 	}
 	return e.secret + " " + strconv.FormatInt(e.ttlMs, 10) + " " + fence + " " + strconv.FormatInt(anchor, 10) + " " + e.owner + " " + counted
+}
+
+// seenKeep is how long a token stays in an entry's seen set: longer than
+// a message or a reply can come late (a subscription's health check
+// fails a connection silent for 2s; commands time out sooner), and than a
+// turn's validity in the default TTL.
+const seenKeep = 30 * time.Second
+
+// known reports whether v is the token of a turn taken by a caller of this
+// Locker or seen before (see seen). Call with the waiters' mu held.
+func (e *entry) known(v string) bool {
+	if v == e.lastTaken {
+		return true
+	}
+	_, ok := e.seen[v]
+	return ok
+}
+
+// see records v as seen, dropping tokens seen more than seenKeep ago
+// whenever the set has doubled. Call with the waiters' mu held.
+func (e *entry) see(v string) {
+	now := time.Now()
+	if e.seen == nil {
+		e.seen = make(map[string]time.Time)
+	}
+	e.seen[v] = now
+	if len(e.seen) > max(e.seenCap, 64) {
+		for t, at := range e.seen {
+			if now.Sub(at) > seenKeep {
+				delete(e.seen, t)
+			}
+		}
+		e.seenCap = 2 * len(e.seen)
+	}
 }
 
 // fits reports whether the entry is written for a lock like o's.
@@ -373,6 +418,13 @@ func (q *queue) attempt(ctx context.Context, key, rk string, o options) (*Lock, 
 			return nil, -1, errNoQueue
 		}
 		lk.abandonPassing(ctx, err, rk, token, id)
+		// The reply may have said that a turn went to the entry unheard
+		// (code 2), and nobody might ask again: the manager looks.
+		w.mu.Lock()
+		q.sweeps = append(q.sweeps, e)
+		q.startLocked()
+		q.kickLocked()
+		w.mu.Unlock()
 		return nil, 0, err
 	}
 	code, fence, ok := queuedReply(res)
@@ -392,15 +444,21 @@ func (q *queue) attempt(ctx context.Context, key, rk string, o options) (*Lock, 
 		// it, unless it was heard meanwhile (then it is a waiter's).
 		held := res[2].(string)
 		w.mu.Lock()
-		dup := e.lastToken == held
+		dup := e.known(held)
 		if !dup {
-			e.lastToken = held
+			e.see(held)
 		}
 		w.mu.Unlock()
 		if dup {
 			return nil, -1, nil
 		}
-		return q.adopt(ctx, key, rk, held, o)
+		l, ttl, err := q.adopt(ctx, key, rk, held, o)
+		if l != nil {
+			w.mu.Lock()
+			e.lastTaken = held
+			w.mu.Unlock()
+		}
+		return l, ttl, err
 	}
 	w.mu.Lock()
 	if !e.gone {
@@ -490,6 +548,19 @@ func (q *queue) onMessage(channel, payload string) bool {
 	}
 	rm := e.rm
 	if payload == "" {
+		// A wake-up, or the subscription (re)confirmed. Nobody of this
+		// Locker waits on an idle or departed entry to re-check: the
+		// manager looks whether a turn went to it unheard while the
+		// subscription was away (and an idle entry, in somebody's way,
+		// leaves).
+		if rm == nil && e.queued {
+			q.sweeps = append(q.sweeps, e)
+			if !e.gone {
+				e.drop = true
+			}
+			q.startLocked()
+			q.kickLocked()
+		}
 		w.mu.Unlock()
 		if rm != nil {
 			rm.wake()
@@ -497,11 +568,11 @@ func (q *queue) onMessage(channel, payload string) bool {
 		return true
 	}
 	g, ok := q.parseGrant(e, payload)
-	if !ok || g.token == e.lastToken {
+	if !ok || e.known(g.token) {
 		w.mu.Unlock() // garbled, or adopted already by an attempt
 		return true
 	}
-	e.lastToken = g.token
+	e.see(g.token)
 	e.handed = time.Time{}
 	if rm == nil || e.gone {
 		// Nobody waits here any more: give the turn back and leave.
@@ -514,6 +585,7 @@ func (q *queue) onMessage(channel, payload string) bool {
 		w.mu.Unlock()
 		return true
 	}
+	e.lastTaken = g.token // a caller of the room takes it (or gives it back)
 	tk := rm.parked
 	if tk != nil {
 		rm.parked = nil
@@ -624,8 +696,9 @@ func (q *queue) missed() {
 // unheard: held with a value that starts with the entry's id and that no
 // caller of this Locker took. An entry lingers while the caller that got
 // its last turn holds the lock, so that value is the last one heard or
-// adopted (lastToken), and is left alone. A value given back becomes the
-// entry's lastToken first, under the same lock as onMessage and attempt,
+// adopted (lastTaken), and is left alone, as is any value seen before. A
+// value given back is marked seen first, under the same lock as onMessage
+// and attempt,
 // so that a message or an adoption of it that comes after the read is
 // not handed to a caller as well.
 func (q *queue) sweep(idle []*entry) {
@@ -643,9 +716,9 @@ func (q *queue) sweep(idle []*entry) {
 			continue
 		}
 		q.w.mu.Lock()
-		taken := v == e.lastToken
+		taken := e.known(v)
 		if !taken {
-			e.lastToken = v
+			e.see(v)
 		}
 		q.w.mu.Unlock()
 		if !taken {
@@ -774,7 +847,7 @@ func (q *queue) sendGiveBack(g giveBack) {
 	defer cancel()
 	run := q.lk.conns.get()
 	defer q.lk.conns.done()
-	op := releaseOp(g.rk, g.token, q.w.publishArg, g.pass)
+	op := releaseOp(g.rk, g.token, q.w.publishArg, g.pass, "")
 	_ = sendOnce(ctx, run, &op).Err()
 }
 
@@ -846,7 +919,12 @@ func (q *queue) refresh(due []refreshItem) {
 // releaseOp is release.lua's operation for the lock rk held with token,
 // publishing as how says (waiters.publishArg), handing the lock over to
 // the first live waiter queued for it, passing over entry pass ("" for
-// none).
-func releaseOp(rk, token string, how any, pass string) nodeOp {
+// none). nonce, when not "", is a fresh random string for a token that
+// may have been stored before (see release.lua): the heir's token is
+// then new all the same.
+func releaseOp(rk, token string, how any, pass, nonce string) nodeOp {
+	if nonce != "" {
+		return nodeOp{script: releaseScript, keys: []string{rk}, args: []any{token, how, pass, nonce}}
+	}
 	return nodeOp{script: releaseScript, keys: []string{rk}, args: []any{token, how, pass}}
 }

@@ -46,6 +46,10 @@ type Lock struct {
 	ttl   time.Duration
 	drift float64
 	repl  replication // WithReplicas: acknowledged refreshes
+	// reused: the token is the caller's (WithToken), so the stored value
+	// may repeat from one hold to the next; its release draws a fresh
+	// nonce for the heir of a turn (release.lua).
+	reused bool
 	// ends holds the cancel functions of the contexts Context made, run
 	// (with the lock's end as their cause) when the lock ends.
 	ends map[*endHook]struct{}
@@ -78,7 +82,7 @@ func newLock(b backend, key, rkey, token string, fence int64, o options, start t
 	if !time.Now().Before(until) {
 		return nil
 	}
-	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, repl: o.repl, validUntil: until, ob: newLockObs(o)}
+	l := &Lock{b: b, key: key, rkey: rkey, token: token, fence: fence, ttl: o.ttl, drift: o.drift, repl: o.repl, reused: o.token != "", validUntil: until, ob: newLockObs(o)}
 	if o.autoRefresh {
 		l.startRefresher(l.ttl, nil)
 	}

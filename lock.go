@@ -292,7 +292,7 @@ func (lk *Locker) abandonPassing(ctx context.Context, cause error, rk, token, pa
 	defer cancel()
 	run := lk.conns.get()
 	defer lk.conns.done()
-	op := releaseOp(rk, token, lk.waiters.publishArg, pass)
+	op := releaseOp(rk, token, lk.waiters.publishArg, pass, randomHex(8)) // a failed attempt's token may be a WithToken one
 	_ = releaseScript.Run(ctx, run, op.keys, op.args...).Err()
 }
 
@@ -347,7 +347,11 @@ func (lk *Locker) release(ctx context.Context, l *Lock) error {
 	if tk := lk.waiters.claim(l.rkey); tk != nil {
 		return lk.handOver(ctx, l, tk)
 	}
-	op := releaseOp(l.rkey, l.token, lk.waiters.publishArg, lk.waiters.q.passOver(l.rkey))
+	nonce := ""
+	if l.reused {
+		nonce = randomHex(8)
+	}
+	op := releaseOp(l.rkey, l.token, lk.waiters.publishArg, lk.waiters.q.passOver(l.rkey), nonce)
 	run := lk.conns.get()
 	n, err := sendOnce(ctx, run, &op).Int64()
 	lk.conns.done()

@@ -9,8 +9,11 @@
 -- ARGV[1] the stored value, ARGV[2] how to publish (see wake.lua:
 -- 'SPUBLISH' on a Redis Cluster, anything else PUBLISH), optional ARGV[3]
 -- the caller's own queue entry to pass over (none when absent or '').
--- The nonce of the heir's token is sha1(ARGV[1]): fresh for each release,
--- as each hold has a value of its own, and it tells nothing of the value.
+-- The nonce of the heir's token is sha1(ARGV[1]..ARGV[4]): fresh for each
+-- release, as each hold has a value of its own, and it tells nothing of
+-- the value. ARGV[4], optional, is a fresh random string from a caller
+-- whose value may repeat (WithToken, a clean-up's release), so that two
+-- turns never get one token.
 -- Returns 1 when deleted, 2 when deleted but the wake-up could not be
 -- published (a user without permission on the channel: the release stands,
 -- waiters fall back to their capped re-checks), 3 when handed to a queued
@@ -49,7 +52,7 @@ end
 -- try hands the lock to entry id (with entry data e) when it is alive,
 -- and reports whether it did; a dead entry, at the tail after the LMOVE
 -- that took it, is dropped.
-local nonce = redis.sha1hex(ARGV[1])
+local nonce = redis.sha1hex(ARGV[1] .. (ARGV[4] or ''))
 local fenceKey = KEYS[1] .. ':fence'
 
 local function try(q, id, e)

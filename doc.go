@@ -152,41 +152,41 @@
 // waiter's place that Redis saw before the release (at most 0.5s, or TTL/8,
 // before it), since the waiter cannot know when the release ran. A Locker
 // keeps its place for 1s after its last blocked caller got the lock, ready
-// for its next one (a turn that comes meanwhile is given back at once). A
-// blocked caller also re-checks at its holder's expiry (expiry hands
-// nothing over) and after the retry strategy's fallback delay; a turn
-// whose message went unheard (a subscription that reconnected) is taken
-// at that re-check, or, when none of the Locker's callers waits any more,
-// given back as soon as the subscription is back. Callers that barge meanwhile (Obtain without
-// WithBlocking, and blocked callers with WithToken or WithReplicas, or on
-// a Locker whose Redis user may not run the queue's list commands) get
-// the lock only when nobody is queued for it; use one mode for one key in
-// every process. Once's waiters, and every Redlock's, barge: a quorum of
-// queues on independent nodes gives no one order.
+// for its next one (a turn that comes meanwhile is given back at once, and
+// a waiter behind it that finds the lock free makes it leave). A blocked
+// caller also re-checks at its holder's expiry (expiry hands nothing over)
+// and after the retry strategy's fallback delay; a turn whose message went
+// unheard (a subscription that reconnected) is taken at that re-check, or,
+// when none of the Locker's callers waits any more, given back as soon as
+// the subscription is back. Callers that barge meanwhile (Obtain without
+// WithBlocking, and blocked callers with WithToken or WithReplicas, or on a
+// Locker whose Redis user may not run the queue's list commands) get the
+// lock only when nobody is queued for it; use one mode for one key in every
+// process. Once's waiters, and every Redlock's, barge: a quorum of queues
+// on independent nodes gives no one order.
 //
-// Barging (WithFairness(false), and always on a Redlock). The release script (and
-// Once's finish) publishes on the lock's channel, a blocked caller is
-// subscribed to it (one shared subscription connection per Locker, opened
-// while someone waits) and retries at once when the lock is released.
-// Expiry publishes nothing, so each wait is also capped by the holder's
-// remaining TTL, and, in case a wake-up was missed, by a fallback
+// Barging (WithFairness(false), and always on a Redlock). The release
+// script (and Once's finish) publishes on the lock's channel, a blocked
+// caller is subscribed to it (one shared subscription connection per
+// Locker, opened while someone waits) and retries at once when the lock is
+// released. Expiry publishes nothing, so each wait is also capped by the
+// holder's remaining TTL, and, in case a wake-up was missed, by a fallback
 // re-check: the retry strategy's delay (WithRetry; its limit does not
 // apply), or a jittered 200ms doubling to 2s without one. Without
-// WithBlocking, the retry strategy's delays are the pauses between
-// attempts (default: one attempt). Blocked callers of one Locker for one
-// key queue in arrival order and send one attempt per release between
-// them, so a busy process costs Redis one attempt per release, not one per
-// goroutine. A holder's release hands the lock straight to the first
-// blocked caller of the same Locker (one script, the lock never free), at
-// most 7 times in a row, so that other processes are not starved; between
-// processes barging callers race, the first attempt to arrive wins, often
-// the releaser's own. On a Redis Cluster (a *redis.ClusterClient) releases
-// and turns publish with SPUBLISH and blocked callers listen with
-// SSUBSCRIBE, so that a release reaches only the key's shard (a waiter's
-// own channel shares its lock's slot); the subscription follows its slot
-// across a failover or a reshard, and its waiters re-check once it is back
-// (within 2s once the cluster has settled). Servers before Redis 7.0 get
-// PUBLISH and SUBSCRIBE.
+// WithBlocking, the retry strategy's delays are the pauses between attempts
+// (default: one attempt). Blocked callers of one Locker for one key queue
+// in arrival order and send one attempt per release between them, so a busy
+// process costs Redis one attempt per release, not one per goroutine. A
+// holder's release hands the lock straight to the first blocked caller of
+// the same Locker (one script, the lock never free), at most 7 times in a
+// row, so that other processes are not starved; between processes barging
+// callers race, the first attempt to arrive wins, often the releaser's own.
+// On a Redis Cluster (a *redis.ClusterClient) releases and turns publish
+// with SPUBLISH and blocked callers listen with SSUBSCRIBE, so that a
+// release reaches only the key's shard (a waiter's own channel shares its
+// lock's slot); the subscription follows its slot across a failover or a
+// reshard, and its waiters re-check once it is back (within 2s once the
+// cluster has settled). Servers before Redis 7.0 get PUBLISH and SUBSCRIBE.
 //
 // # Observing
 //

@@ -205,11 +205,11 @@ func (f fairnessOption) String() string   { return fmt.Sprintf("WithFairness(%v)
 // for it; the first attempt to arrive wins, often the releaser's own next
 // one, and a release hands the lock to a blocked caller of its own Locker
 // at most 7 times in a row. In the benchmark (bench/RESULTS.md, rows C1
-// and C16) barging gives about a tenth more critical sections per second
-// when each process has 4 callers, which hand the lock to each other
-// inside the process; at one caller per process it gives half those of
-// waiting in turn, costs Redis ten times the commands, and lets some
-// callers wait twenty times longer.
+// and C16) barging gave a tenth to a third more critical sections per
+// second when each process has 4 callers, which hand the lock to each
+// other inside the process, while some caller waited twenty times longer;
+// at one caller per process it gave half those of waiting in turn and
+// cost Redis ten times the commands.
 //
 // Fairness needs a token drawn for each turn, a hand-over that replicas
 // need not acknowledge and one order of the queue: callers with WithToken

@@ -386,23 +386,14 @@ func TestFairUnheardTurnOfAnIdleEntryIsGivenBack(t *testing.T) {
 	admin := srv.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
 	defer cancel()
-	holder := distlock.New(srv.Client(t), fair)
-	idle := distlock.New(srv.Client(t), fair)
-	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
-	require.NoError(t, err)
-	got := obtainAsync(ctx, idle, "k", distlock.WithTTL(time.Minute))
-	waitQueued(t, admin, "k", 1)
-	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
-	require.NoError(t, err)
-	require.NoError(t, l.Release(ctx))
-	o := waitObtained(t, got)
-	require.NoError(t, o.l.Release(ctx)) // its entry lingers, idle
+	id, heir := turnToASecondLocker(t, ctx, srv, admin)
+	require.NoError(t, heir.Release(ctx)) // its entry lingers, idle
 	require.EqualValues(t, 1, queueLen(t, admin, "k"), "the idle entry lingers")
 
 	// A turn handed to the idle entry, whose message is lost.
 	require.NoError(t, admin.Set(ctx, rlKey("k"), id+".unheard", time.Minute).Err())
 	start := time.Now()
-	_, err = admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	_, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return rlGet(t, srv, rlKey("k")) == "" }, waitTimeout, time.Millisecond,
 		"the unheard turn was given back")
@@ -420,22 +411,32 @@ func TestFairHeldTurnSurvivesResubscribe(t *testing.T) {
 	admin := srv.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
 	defer cancel()
+	_, heir := turnToASecondLocker(t, ctx, srv, admin) // its entry lingers, idle
+	require.EqualValues(t, 1, queueLen(t, admin, "k"), "the idle entry lingers")
+	value := rlGet(t, srv, rlKey("k"))
+
+	_, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return wakeChannels(t, admin, "k") > 0 }, waitTimeout, time.Millisecond,
+		"the subscription is back")
+	time.Sleep(200 * time.Millisecond) // the look for unheard turns runs now
+	assert.Equal(t, value, rlGet(t, srv, rlKey("k")), "the held lock was given back under its holder")
+	require.NoError(t, heir.Release(ctx))
+}
+
+// turnToASecondLocker has one Locker take "k" and a second one queue for
+// it; the first releases, and the second gets the lock by its turn. It
+// returns the second's queue entry id and its Lock.
+func turnToASecondLocker(t *testing.T, ctx context.Context, srv *redistest.Server, admin *redis.Client) (string, *distlock.Lock) {
+	t.Helper()
 	holder := distlock.New(srv.Client(t), fair)
 	heir := distlock.New(srv.Client(t), fair)
 	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
 	require.NoError(t, err)
 	got := obtainAsync(ctx, heir, "k", distlock.WithTTL(time.Minute))
 	waitQueued(t, admin, "k", 1)
-	require.NoError(t, l.Release(ctx))
-	o := waitObtained(t, got) // by a turn: its entry lingers, idle
-	require.EqualValues(t, 1, queueLen(t, admin, "k"), "the idle entry lingers")
-	value := rlGet(t, srv, rlKey("k"))
-
-	_, err = admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return wakeChannels(t, admin, "k") > 0 }, waitTimeout, time.Millisecond,
-		"the subscription is back")
-	time.Sleep(200 * time.Millisecond) // the look for unheard turns runs now
-	assert.Equal(t, value, rlGet(t, srv, rlKey("k")), "the held lock was given back under its holder")
-	require.NoError(t, o.l.Release(ctx))
+	require.NoError(t, l.Release(ctx))
+	return id, waitObtained(t, got).l
 }

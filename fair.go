@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -140,6 +141,7 @@ type entry struct {
 	rm         *room     // the room it serves; nil while it lingers
 	lingerTill time.Time // when a lingering entry leaves
 	drop       bool      // to leave the queue at the manager's next turn
+	nudged     bool      // dropped idle on a wake-up: leaving wakes the waiters
 	gone       bool      // left (or leaving) the queue: a new one is made
 
 	queued bool // written by an attempt and not known to be lost since
@@ -180,7 +182,14 @@ type grant struct {
 // giveBack is a lock to release for an entry that does not want it.
 type giveBack struct {
 	rk, token, pass string
+	tries           int       // sends that failed (no answer)
+	at              time.Time // not before (a retry)
 }
+
+// giveBackTries is how many times a give-back is sent when no answer
+// comes: resending is safe (release.lua acts only on the value), and a
+// turn that nobody takes would otherwise stay with nobody until its TTL.
+const giveBackTries = 8
 
 func newQueue(lk *Locker, w *waiters, client redis.UniversalClient) *queue {
 	counted := "1"
@@ -273,7 +282,7 @@ func (q *queue) enter(ctx context.Context, rk string, rm *room, o options, limit
 	}
 	e.rm, rm.entry = rm, e
 	e.lingerTill = time.Time{}
-	e.drop = false
+	e.drop, e.nudged = false, false
 	queued := e.queued && e.fits(o)
 	q.startLocked()
 	w.mu.Unlock()
@@ -379,7 +388,12 @@ func (q *queue) closedLocked(rm *room, obtained bool) {
 	if obtained {
 		e.lingerTill = time.Now().Add(entryLinger)
 	} else {
+		// Its last caller gave up (ctx, an error): the entry leaves, and
+		// the manager looks whether a turn went to it unheard (an attempt
+		// whose reply was lost may have been told so), since nobody of
+		// this Locker will ask again.
 		e.drop = true
+		q.sweeps = append(q.sweeps, e)
 	}
 	q.startLocked()
 	q.kickLocked()
@@ -418,13 +432,6 @@ func (q *queue) attempt(ctx context.Context, key, rk string, o options) (*Lock, 
 			return nil, -1, errNoQueue
 		}
 		lk.abandonPassing(ctx, err, rk, token, id)
-		// The reply may have said that a turn went to the entry unheard
-		// (code 2), and nobody might ask again: the manager looks.
-		w.mu.Lock()
-		q.sweeps = append(q.sweeps, e)
-		q.startLocked()
-		q.kickLocked()
-		w.mu.Unlock()
 		return nil, 0, err
 	}
 	code, fence, ok := queuedReply(res)
@@ -556,7 +563,7 @@ func (q *queue) onMessage(channel, payload string) bool {
 		if rm == nil && e.queued {
 			q.sweeps = append(q.sweeps, e)
 			if !e.gone {
-				e.drop = true
+				e.drop, e.nudged = true, true
 			}
 			q.startLocked()
 			q.kickLocked()
@@ -585,7 +592,12 @@ func (q *queue) onMessage(channel, payload string) bool {
 		w.mu.Unlock()
 		return true
 	}
-	e.lastTaken = g.token // a caller of the room takes it (or gives it back)
+	if time.Since(g.start) < time.Duration(g.ttlMs)*time.Millisecond {
+		// A caller of the room takes it (or gives it back); a turn whose
+		// validity ran out on its way (a message later than the TTL) is
+		// not taken by anybody, and must not replace the last one taken.
+		e.lastTaken = g.token
+	}
 	tk := rm.parked
 	if tk != nil {
 		rm.parked = nil
@@ -716,7 +728,10 @@ func (q *queue) sweep(idle []*entry) {
 			continue
 		}
 		q.w.mu.Lock()
-		taken := e.known(v)
+		// A room's head adopts such a turn itself (a room may have come
+		// since the sweep was asked for): giving it back would pass the
+		// turn to the waiter behind this entry.
+		taken := e.known(v) || e.rm != nil
 		if !taken {
 			e.see(v)
 		}
@@ -771,8 +786,18 @@ func (q *queue) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- s
 	for {
 		w.mu.Lock()
 		now := time.Now()
-		gives, sweeps := q.gives, q.sweeps
-		q.gives, q.sweeps = nil, nil
+		var gives []giveBack
+		later := q.gives[:0]
+		for _, g := range q.gives {
+			if now.Before(g.at) {
+				later = append(later, g)
+			} else {
+				gives = append(gives, g)
+			}
+		}
+		q.gives = later
+		sweeps := q.sweeps
+		q.sweeps = nil
 		var drops []*entry
 		var due []refreshItem
 		next := now.Add(time.Hour)
@@ -795,6 +820,11 @@ func (q *queue) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- s
 				next = e.lingerTill
 			}
 		}
+		for _, g := range q.gives {
+			if g.at.Before(next) {
+				next = g.at
+			}
+		}
 		var forgotten []*entry
 		for ch, e := range q.byChannel {
 			if !e.gone || e.buried.IsZero() {
@@ -808,7 +838,7 @@ func (q *queue) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- s
 			}
 		}
 		if len(gives) == 0 && len(sweeps) == 0 && len(drops) == 0 && len(due) == 0 && len(forgotten) == 0 &&
-			len(q.entries) == 0 && len(q.byChannel) == 0 {
+			len(q.gives) == 0 && len(q.entries) == 0 && len(q.byChannel) == 0 {
 			q.running = false
 			w.mu.Unlock()
 			return
@@ -841,14 +871,26 @@ func (q *queue) manage(kick <-chan struct{}, prev <-chan struct{}, done chan<- s
 }
 
 // sendGiveBack releases a turn nobody takes: the lock goes on to the next
-// live entry (passing over this Locker's), or is freed.
+// live entry (passing over this Locker's), or is freed. A send that gets
+// no answer is tried again later (up to giveBackTries, backing off from
+// 50ms to 1s): the turn is marked seen, so nothing else would give it
+// back.
 func (q *queue) sendGiveBack(g giveBack) {
 	ctx, cancel := context.WithTimeout(context.Background(), queueIOTimeout)
 	defer cancel()
 	run := q.lk.conns.get()
-	defer q.lk.conns.done()
 	op := releaseOp(g.rk, g.token, q.w.publishArg, g.pass, "")
-	_ = sendOnce(ctx, run, &op).Err()
+	err := sendOnce(ctx, run, &op).Err()
+	q.lk.conns.done()
+	var rerr redis.Error
+	if err == nil || errors.As(err, &rerr) || g.tries+1 >= giveBackTries {
+		return // answered (a Redis error is an answer too), or given up
+	}
+	g.tries++
+	g.at = time.Now().Add(min(50*time.Millisecond<<(g.tries-1), time.Second))
+	q.w.mu.Lock()
+	q.gives = append(q.gives, g)
+	q.w.mu.Unlock()
 }
 
 // leave takes entries out of their queues. Best effort: an entry left behind expires within entryTTL.
@@ -859,6 +901,15 @@ func (q *queue) leave(drops []*entry) {
 	for _, e := range drops {
 		pipe.LRem(ctx, queueKey(e.rk), 0, e.id)
 		pipe.Del(ctx, e.key)
+		if e.nudged {
+			// Somebody behind it may have found the lock free and be
+			// waiting for this entry to take it: wake the room heads.
+			if q.w.publish == publishSharded {
+				pipe.SPublish(ctx, wakeChannel(e.rk), "")
+			} else {
+				pipe.Publish(ctx, wakeChannel(e.rk), "")
+			}
+		}
 	}
 	_, _ = pipe.Exec(ctx)
 	// A turn handed to an entry just before it left may still be on its

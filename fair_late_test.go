@@ -370,3 +370,187 @@ func TestFairUnheardTurnOfAnIdleEntryOnACluster(t *testing.T) {
 		t.Logf("still held 4s later: %q pttl %v", admin.Get(ctx, rlKey("k")).Val(), admin.PTTL(ctx, rlKey("k")).Val())
 	}
 }
+
+// TestFairLostGiveBackOfAHeardTurnIsSentAgain: an idle entry hears a turn
+// and gives it back; the give-back's write never reaches Redis (its
+// connection dropped with the write in it). It is sent again. Before, it
+// was not: the token was marked seen before it was sent, every later look
+// took it for a duplicate, and the lock stayed with nobody until its TTL
+// while the waiter behind waited.
+func TestFairLostGiveBackOfAHeardTurnIsSentAgain(t *testing.T) {
+	release := scriptSrc(t, "release")
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := redistest.NewFaults(t)
+	srv.Exec(t, "SCRIPT", "LOAD", release)
+	h := distlock.New(srv.Client(t), fair)
+	w := distlock.New(srv.Client(t, f.Options, noRetries), fair)
+	p := distlock.New(srv.Client(t), fair)
+	ttl := distlock.WithTTL(time.Minute)
+
+	hl, err := h.Obtain(ctx, "k", ttl)
+	require.NoError(t, err)
+	got := obtainAsync(ctx, w, "k", ttl)
+	waitQueued(t, admin, "k", 1)
+	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
+	require.NoError(t, err)
+	require.NoError(t, hl.Release(ctx))
+	o := waitObtained(t, got)
+	require.NoError(t, o.l.Release(ctx)) // w's entry lingers, idle
+
+	hl, err = h.Obtain(ctx, "k", ttl)
+	require.NoError(t, err)
+	pgot := obtainAsync(ctx, p, "k", ttl)
+	waitQueued(t, admin, "k", 2) // [w's idle entry, p]
+
+	held := f.Hold(redistest.And(redistest.Script(release), redistest.HasArg(id)))
+	require.NoError(t, hl.Release(ctx)) // turn T to w's idle entry: it gives T back...
+	waitClosed(t, held.Caught(), waitTimeout, "w's give-back was sent")
+	t.Logf("give-back held back (lost); lock now %q", rlGet(t, srv, rlKey("k")))
+	select {
+	case po := <-pgot:
+		require.NoError(t, po.err)
+		require.NoError(t, po.l.Release(ctx))
+	case <-time.After(6 * time.Second):
+		t.Errorf("p waits behind a turn nobody holds: lock %q, pttl %v, queue %v",
+			rlGet(t, srv, rlKey("k")), admin.PTTL(ctx, rlKey("k")).Val(), admin.LRange(ctx, rlKey("k")+":q", 0, -1).Val())
+	}
+}
+
+// TestFairLostGiveBackOfASweptTurnIsSentAgain: the same for a turn found
+// by the look for unheard turns after a resubscribe.
+func TestFairLostGiveBackOfASweptTurnIsSentAgain(t *testing.T) {
+	release := scriptSrc(t, "release")
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := redistest.NewFaults(t)
+	srv.Exec(t, "SCRIPT", "LOAD", release)
+	h := distlock.New(srv.Client(t), fair)
+	w := distlock.New(srv.Client(t, f.Options, noRetries), fair)
+	p := distlock.New(srv.Client(t), fair)
+	ttl := distlock.WithTTL(time.Minute)
+
+	hl, err := h.Obtain(ctx, "k", ttl)
+	require.NoError(t, err)
+	got := obtainAsync(ctx, w, "k", ttl)
+	waitQueued(t, admin, "k", 1)
+	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
+	require.NoError(t, err)
+	require.NoError(t, hl.Release(ctx))
+	o := waitObtained(t, got)
+	require.NoError(t, o.l.Release(ctx)) // w's entry lingers, idle
+
+	hl, err = h.Obtain(ctx, "k", ttl)
+	require.NoError(t, err)
+	pgot := obtainAsync(ctx, p, "k", ttl)
+	waitQueued(t, admin, "k", 2)
+
+	// A turn handed to w's idle entry whose message is lost.
+	require.NoError(t, admin.Set(ctx, rlKey("k"), id+".unheard\x00owner:"+distlock.DefaultOwner(), time.Minute).Err())
+	held := f.Hold(redistest.And(redistest.Script(release), redistest.HasArg(id)))
+	_, err = admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	require.NoError(t, err)
+	waitClosed(t, held.Caught(), waitTimeout, "the sweep's give-back was sent")
+	select {
+	case po := <-pgot:
+		require.NoError(t, po.err)
+		require.NoError(t, po.l.Release(ctx))
+	case <-time.After(6 * time.Second):
+		t.Errorf("p waits behind a turn nobody holds: lock %q, pttl %v",
+			rlGet(t, srv, rlKey("k")), admin.PTTL(ctx, rlKey("k")).Val())
+	}
+	_ = hl
+}
+
+// TestFairLostReplyLeavesTheTurnToTheRoom: the head's attempt finds an
+// unheard turn of its entry (code 2) and loses its reply; another caller
+// of the same room still waits on the entry and takes the turn. Before,
+// the Locker looked for the turn as soon as the attempt failed, and when
+// that look came first it gave the turn back passing over the entry: the
+// waiter queued behind got it first.
+func TestFairLostReplyLeavesTheTurnToTheRoom(t *testing.T) {
+	queued := scriptSrc(t, "acquire_queued")
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, admin.Set(ctx, rlKey("k"), "holder", time.Minute).Err())
+	f := redistest.NewFaults(t)
+	srv.Exec(t, "SCRIPT", "LOAD", queued)
+	w := distlock.New(srv.Client(t, f.Options, noRetries), fair)
+	p := distlock.New(srv.Client(t), fair)
+	ttl := distlock.WithTTL(time.Minute)
+	c2 := obtainAsync(ctx, w, "k", ttl)
+	waitQueued(t, admin, "k", 1)
+	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond)
+	c3 := obtainAsync(ctx, w, "k", ttl) // same room, behind c2
+	pgot := obtainAsync(ctx, p, "k", ttl)
+	waitQueued(t, admin, "k", 2) // [w, p]
+	time.Sleep(100 * time.Millisecond)
+
+	dropped := f.DropReply(redistest.And(redistest.Script(queued), redistest.HasArg(rlKey("k"))))
+	// c3's first attempt as head is a little slower than a look for the
+	// turn by the manager would be (a busier connection): 100ms.
+	f.Delay(redistest.And(redistest.Script(queued), redistest.HasArg(rlKey("k"))), 100*time.Millisecond)
+	require.NoError(t, admin.Set(ctx, rlKey("k"), id+".unheard\x00owner:"+distlock.DefaultOwner(), time.Minute).Err())
+	o := <-c2 // its re-check: code 2, reply lost
+	waitClosed(t, dropped.Done(), waitTimeout, "the attempt ran")
+	require.Error(t, o.err)
+	select {
+	case o3 := <-c3:
+		require.NoError(t, o3.err)
+		t.Logf("c3 (w's room, first in the queue) got the turn: %q", distlock.StoredValue(o3.l))
+		require.NoError(t, o3.l.Release(ctx))
+		po := waitObtained(t, pgot)
+		require.NoError(t, po.l.Release(ctx))
+	case po := <-pgot:
+		require.NoError(t, po.err)
+		t.Errorf("p (queued behind w's entry) got the lock first while c3 waits on w's entry: %q", distlock.StoredValue(po.l))
+		require.NoError(t, po.l.Release(ctx))
+		o3 := waitObtained(t, c3)
+		require.NoError(t, o3.l.Release(ctx))
+	case <-time.After(6 * time.Second):
+		t.Errorf("nobody got the lock: %q", rlGet(t, srv, rlKey("k")))
+	}
+}
+
+// TestFairIdleEntryThatLeavesWakesTheWaiterBehind: the lock is freed
+// without a hand-over (its holder's TTL ran out) while an idle entry of
+// another Locker is first in the queue. The waiter behind it finds the
+// lock free and wakes the idle entry, which leaves and wakes the waiter
+// in turn. Before, the idle entry stayed for its linger (1s), then left
+// without a word, and the waiter tried again only at its fallback re-check
+// (0.4 to 1.5s with the lock free all that time).
+func TestFairIdleEntryThatLeavesWakesTheWaiterBehind(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := distlock.New(srv.Client(t), fair)
+	w := distlock.New(srv.Client(t), fair)
+	p := distlock.New(srv.Client(t), fair)
+
+	hl, err := h.Obtain(ctx, "k", distlock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	got := obtainAsync(ctx, w, "k", distlock.WithTTL(time.Minute))
+	waitQueued(t, admin, "k", 1)
+	require.NoError(t, hl.Release(ctx))
+	o := waitObtained(t, got)
+	require.NoError(t, o.l.Release(ctx)) // w's entry lingers (1s), idle, first in the queue
+
+	_, err = h.Obtain(ctx, "k", distlock.WithTTL(300*time.Millisecond)) // never released: expires
+	require.NoError(t, err)
+	expires := time.Now().Add(300 * time.Millisecond)
+	pgot := obtainAsync(ctx, p, "k", distlock.WithTTL(time.Minute))
+	waitQueued(t, admin, "k", 2)
+	po := waitObtained(t, pgot)
+	t.Logf("p obtained %v after the lock expired", po.at.Sub(expires))
+	assert.Less(t, po.at.Sub(expires), 150*time.Millisecond, "the waiter behind the idle entry was not woken when it left")
+	require.NoError(t, po.l.Release(ctx))
+}

@@ -378,92 +378,82 @@ func TestFairUnheardTurnOfAnIdleEntryOnACluster(t *testing.T) {
 // took it for a duplicate, and the lock stayed with nobody until its TTL
 // while the waiter behind waited.
 func TestFairLostGiveBackOfAHeardTurnIsSentAgain(t *testing.T) {
-	release := scriptSrc(t, "release")
-	srv := redistest.Start(t)
-	admin := srv.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	f := redistest.NewFaults(t)
-	srv.Exec(t, "SCRIPT", "LOAD", release)
-	h := distlock.New(srv.Client(t), fair)
-	w := distlock.New(srv.Client(t, f.Options, noRetries), fair)
-	p := distlock.New(srv.Client(t), fair)
-	ttl := distlock.WithTTL(time.Minute)
-
-	hl, err := h.Obtain(ctx, "k", ttl)
-	require.NoError(t, err)
-	got := obtainAsync(ctx, w, "k", ttl)
-	waitQueued(t, admin, "k", 1)
-	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
-	require.NoError(t, err)
-	require.NoError(t, hl.Release(ctx))
-	o := waitObtained(t, got)
-	require.NoError(t, o.l.Release(ctx)) // w's entry lingers, idle
-
-	hl, err = h.Obtain(ctx, "k", ttl)
-	require.NoError(t, err)
-	pgot := obtainAsync(ctx, p, "k", ttl)
-	waitQueued(t, admin, "k", 2) // [w's idle entry, p]
-
-	held := f.Hold(redistest.And(redistest.Script(release), redistest.HasArg(id)))
-	require.NoError(t, hl.Release(ctx)) // turn T to w's idle entry: it gives T back...
+	g := idleEntryAheadOfAWaiter(t)
+	held := g.f.Hold(redistest.And(redistest.Script(g.release), redistest.HasArg(g.id)))
+	require.NoError(t, g.hl.Release(g.ctx)) // a turn to w's idle entry: it gives it back
 	waitClosed(t, held.Caught(), waitTimeout, "w's give-back was sent")
-	t.Logf("give-back held back (lost); lock now %q", rlGet(t, srv, rlKey("k")))
-	select {
-	case po := <-pgot:
-		require.NoError(t, po.err)
-		require.NoError(t, po.l.Release(ctx))
-	case <-time.After(6 * time.Second):
-		t.Errorf("p waits behind a turn nobody holds: lock %q, pttl %v, queue %v",
-			rlGet(t, srv, rlKey("k")), admin.PTTL(ctx, rlKey("k")).Val(), admin.LRange(ctx, rlKey("k")+":q", 0, -1).Val())
-	}
+	g.waiterGetsTheLock(t)
 }
 
 // TestFairLostGiveBackOfASweptTurnIsSentAgain: the same for a turn found
 // by the look for unheard turns after a resubscribe.
 func TestFairLostGiveBackOfASweptTurnIsSentAgain(t *testing.T) {
-	release := scriptSrc(t, "release")
-	srv := redistest.Start(t)
-	admin := srv.Client(t)
+	g := idleEntryAheadOfAWaiter(t)
+	// A turn handed to w's idle entry whose message is lost.
+	require.NoError(t, g.admin.Set(g.ctx, rlKey("k"), g.id+".unheard\x00owner:"+distlock.DefaultOwner(), time.Minute).Err())
+	held := g.f.Hold(redistest.And(redistest.Script(g.release), redistest.HasArg(g.id)))
+	_, err := g.admin.ClientKillByFilter(g.ctx, "TYPE", "pubsub").Result()
+	require.NoError(t, err)
+	waitClosed(t, held.Caught(), waitTimeout, "the sweep's give-back was sent")
+	g.waiterGetsTheLock(t)
+}
+
+// giveBackRig: Locker w's entry for "k" lingers idle at the head of the
+// queue (its caller got a turn and released it), h holds "k" again (hl),
+// and Locker p waits behind w's entry (pgot). w's client runs through f,
+// without retries.
+type giveBackRig struct {
+	ctx     context.Context
+	srv     *redistest.Server
+	admin   *redis.Client
+	f       *redistest.Faults
+	release string // release.lua as sent
+	id      string // w's entry
+	hl      *distlock.Lock
+	pgot    <-chan obtained
+}
+
+func idleEntryAheadOfAWaiter(t *testing.T) *giveBackRig {
+	g := &giveBackRig{release: scriptSrc(t, "release"), srv: redistest.Start(t)}
+	g.admin = g.srv.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	f := redistest.NewFaults(t)
-	srv.Exec(t, "SCRIPT", "LOAD", release)
-	h := distlock.New(srv.Client(t), fair)
-	w := distlock.New(srv.Client(t, f.Options, noRetries), fair)
-	p := distlock.New(srv.Client(t), fair)
+	t.Cleanup(cancel)
+	g.ctx = ctx
+	g.f = redistest.NewFaults(t)
+	g.srv.Exec(t, "SCRIPT", "LOAD", g.release)
+	h := distlock.New(g.srv.Client(t), fair)
+	w := distlock.New(g.srv.Client(t, g.f.Options, noRetries), fair)
+	p := distlock.New(g.srv.Client(t), fair)
 	ttl := distlock.WithTTL(time.Minute)
 
 	hl, err := h.Obtain(ctx, "k", ttl)
 	require.NoError(t, err)
 	got := obtainAsync(ctx, w, "k", ttl)
-	waitQueued(t, admin, "k", 1)
-	id, err := admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
+	waitQueued(t, g.admin, "k", 1)
+	g.id, err = g.admin.LIndex(ctx, rlKey("k")+":q", 0).Result()
 	require.NoError(t, err)
 	require.NoError(t, hl.Release(ctx))
 	o := waitObtained(t, got)
 	require.NoError(t, o.l.Release(ctx)) // w's entry lingers, idle
 
-	hl, err = h.Obtain(ctx, "k", ttl)
+	g.hl, err = h.Obtain(ctx, "k", ttl)
 	require.NoError(t, err)
-	pgot := obtainAsync(ctx, p, "k", ttl)
-	waitQueued(t, admin, "k", 2)
+	g.pgot = obtainAsync(ctx, p, "k", ttl)
+	waitQueued(t, g.admin, "k", 2) // [w's idle entry, p]
+	return g
+}
 
-	// A turn handed to w's idle entry whose message is lost.
-	require.NoError(t, admin.Set(ctx, rlKey("k"), id+".unheard\x00owner:"+distlock.DefaultOwner(), time.Minute).Err())
-	held := f.Hold(redistest.And(redistest.Script(release), redistest.HasArg(id)))
-	_, err = admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
-	require.NoError(t, err)
-	waitClosed(t, held.Caught(), waitTimeout, "the sweep's give-back was sent")
+// waiterGetsTheLock checks that p gets the lock within 6s.
+func (g *giveBackRig) waiterGetsTheLock(t *testing.T) {
+	t.Helper()
 	select {
-	case po := <-pgot:
+	case po := <-g.pgot:
 		require.NoError(t, po.err)
-		require.NoError(t, po.l.Release(ctx))
+		require.NoError(t, po.l.Release(g.ctx))
 	case <-time.After(6 * time.Second):
-		t.Errorf("p waits behind a turn nobody holds: lock %q, pttl %v",
-			rlGet(t, srv, rlKey("k")), admin.PTTL(ctx, rlKey("k")).Val())
+		t.Errorf("p waits behind a turn nobody holds: lock %q, pttl %v, queue %v", rlGet(t, g.srv, rlKey("k")),
+			g.admin.PTTL(g.ctx, rlKey("k")).Val(), g.admin.LRange(g.ctx, rlKey("k")+":q", 0, -1).Val())
 	}
-	_ = hl
 }
 
 // TestFairLostReplyLeavesTheTurnToTheRoom: the head's attempt finds an

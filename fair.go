@@ -125,7 +125,7 @@ type queue struct {
 	entries   map[string]*entry // by lock key
 	byChannel map[string]*entry // by channel, until entryTTL after unwatched
 	gives     []giveBack        // locks to give back
-	sweeps    []*entry          // idle entries to look for an unheard turn
+	sweeps    []*entry          // idle or departed entries to look for an unheard turn
 	running   bool
 	kick      chan struct{}
 	lastDone  chan struct{}
@@ -710,9 +710,8 @@ func (q *queue) missed() {
 // its last turn holds the lock, so that value is the last one heard or
 // adopted (lastTaken), and is left alone, as is any value seen before. A
 // value given back is marked seen first, under the same lock as onMessage
-// and attempt,
-// so that a message or an adoption of it that comes after the read is
-// not handed to a caller as well.
+// and attempt, so that a message or an adoption of it that comes after
+// the read is not handed to a caller as well.
 func (q *queue) sweep(idle []*entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), queueIOTimeout)
 	defer cancel()
@@ -893,7 +892,8 @@ func (q *queue) sendGiveBack(g giveBack) {
 	q.w.mu.Unlock()
 }
 
-// leave takes entries out of their queues. Best effort: an entry left behind expires within entryTTL.
+// leave takes entries out of their queues. Best effort: an entry left
+// behind expires within entryTTL.
 func (q *queue) leave(drops []*entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), queueIOTimeout)
 	defer cancel()

@@ -40,7 +40,7 @@ func TestFairHandOverWithLostReply(t *testing.T) {
 	srv.Exec(t, "SCRIPT", "LOAD", release)
 	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute), distlock.WithFencing())
 	require.NoError(t, err)
-	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing())
+	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing(), noRecheck)
 	waitQueued(t, admin, "k", 1)
 
 	dropped := f.DropReply(redistest.And(redistest.Script(release), redistest.HasArg(rlKey("k"))))
@@ -85,7 +85,7 @@ func TestFairHandOverHeldBack(t *testing.T) {
 	o := <-left
 	require.ErrorIs(t, o.err, distlock.ErrNotObtained)
 	waitQueued(t, admin, "k", 0)
-	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing())
+	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing(), noRecheck)
 	waitQueued(t, admin, "k", 1)
 
 	require.NoError(t, held.Release(5*time.Second), "the held release lands")
@@ -183,7 +183,7 @@ func TestFairQueuedAttemptHeldBack(t *testing.T) {
 	require.NoError(t, held.Release(5*time.Second), "the held attempt lands")
 	waitQueued(t, admin, "k", 1) // the dead entry
 
-	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing())
+	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing(), noRecheck)
 	waitQueued(t, admin, "k", 2)
 	released := time.Now()
 	require.NoError(t, l.Release(ctx))
@@ -205,7 +205,7 @@ func TestFairUnheardTurnIsAdopted(t *testing.T) {
 	holder := distlock.New(srv.Client(t), fair)
 	l, err := holder.Obtain(ctx, "k", distlock.WithTTL(time.Minute), distlock.WithFencing())
 	require.NoError(t, err)
-	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing())
+	got := obtainAsync(ctx, distlock.New(srv.Client(t), fair), "k", distlock.WithTTL(time.Minute), distlock.WithFencing(), noRecheck)
 	waitQueued(t, admin, "k", 1)
 	id, err := admin.LIndex(ctx, "distlock:{k}:q", 0).Result()
 	require.NoError(t, err)

@@ -382,7 +382,7 @@ func (q *queue) closedLocked(rm *room, obtained bool) {
 	e.rm = nil
 	if g := rm.pending; g != nil {
 		rm.pending = nil
-		q.gives = append(q.gives, giveBack{rk: g.rk, token: g.token, pass: e.id})
+		q.giveBackLocked(g.rk, g.token, e.id)
 		obtained = false
 	}
 	if obtained {
@@ -393,7 +393,7 @@ func (q *queue) closedLocked(rm *room, obtained bool) {
 		// whose reply was lost may have been told so), since nobody of
 		// this Locker will ask again.
 		e.drop = true
-		q.sweeps = append(q.sweeps, e)
+		q.sweepLocked(e)
 	}
 	q.startLocked()
 	q.kickLocked()
@@ -561,12 +561,10 @@ func (q *queue) onMessage(channel, payload string) bool {
 		// subscription was away (and an idle entry, in somebody's way,
 		// leaves).
 		if rm == nil && e.queued {
-			q.sweeps = append(q.sweeps, e)
+			q.sweepLocked(e)
 			if !e.gone {
 				e.drop, e.nudged = true, true
 			}
-			q.startLocked()
-			q.kickLocked()
 		}
 		w.mu.Unlock()
 		if rm != nil {
@@ -583,12 +581,10 @@ func (q *queue) onMessage(channel, payload string) bool {
 	e.handed = time.Time{}
 	if rm == nil || e.gone {
 		// Nobody waits here any more: give the turn back and leave.
-		q.gives = append(q.gives, giveBack{rk: g.rk, token: g.token, pass: e.id})
 		if !e.gone {
 			e.drop = true
 		}
-		q.startLocked()
-		q.kickLocked()
+		q.giveBackLocked(g.rk, g.token, e.id)
 		w.mu.Unlock()
 		return true
 	}
@@ -605,9 +601,7 @@ func (q *queue) onMessage(channel, payload string) bool {
 	} else {
 		if old := rm.pending; old != nil {
 			// A turn of before that nobody took: it has ended.
-			q.gives = append(q.gives, giveBack{rk: old.rk, token: old.token, pass: e.id})
-			q.startLocked()
-			q.kickLocked()
+			q.giveBackLocked(old.rk, old.token, e.id)
 		}
 		rm.pending = g
 	}
@@ -681,7 +675,20 @@ func (q *queue) deliver(tk *ticket, g *grant) {
 func (q *queue) giveBack(rk, token, pass string) {
 	q.w.mu.Lock()
 	defer q.w.mu.Unlock()
+	q.giveBackLocked(rk, token, pass)
+}
+
+// giveBackLocked is giveBack with the waiters' mu held.
+func (q *queue) giveBackLocked(rk, token, pass string) {
 	q.gives = append(q.gives, giveBack{rk: rk, token: token, pass: pass})
+	q.startLocked()
+	q.kickLocked()
+}
+
+// sweepLocked asks the manager to look whether a turn went to e unheard
+// (see sweep). Call with the waiters' mu held.
+func (q *queue) sweepLocked(e *entry) {
+	q.sweeps = append(q.sweeps, e)
 	q.startLocked()
 	q.kickLocked()
 }
@@ -695,12 +702,8 @@ func (q *queue) missed() {
 	defer q.w.mu.Unlock()
 	for _, e := range q.entries {
 		if e.rm == nil && e.queued {
-			q.sweeps = append(q.sweeps, e)
+			q.sweepLocked(e)
 		}
-	}
-	if len(q.sweeps) > 0 {
-		q.startLocked()
-		q.kickLocked()
 	}
 }
 

@@ -658,7 +658,8 @@ func (q *queue) deliver(tk *ticket, g *grant) {
 	h := tk.heir
 	o := h.o
 	var l *Lock
-	if g.ttlMs == o.ttl.Milliseconds() && (g.fence > 0) == o.fencing && g.token == storedValue(tokenOf(g.token), o.owner) {
+	tok, owner := splitValue(g.token) // the turn is stored under the heir's label
+	if g.ttlMs == o.ttl.Milliseconds() && (g.fence > 0) == o.fencing && tok != g.token && owner == o.owner {
 		l = newLock(q.lk, h.key, g.rk, g.token, g.fence, o, g.start)
 	}
 	if l == nil {

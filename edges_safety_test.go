@@ -446,11 +446,13 @@ func TestErrorsPrintOnOneLine(t *testing.T) {
 	for name, ob := range map[string]obtainer{"Locker": lk, "Redlock": rl} {
 		held, err := ob.Obtain(context.Background(), "cc")
 		require.NoError(t, err)
-		// Long enough for the attempts to be done when ctx ends, on a
-		// loaded machine too: an attempt that ctx cuts short adds its
-		// outcome to the message.
+		// ctx ends while the caller waits, not during an attempt: an
+		// attempt that ctx cuts short adds its outcome to the message. So
+		// no fallback re-check within the wait (noRecheck: a barging
+		// Redlock waiter re-checks about every 200ms), and long enough
+		// for the first attempts to be done on a loaded machine.
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err = ob.Obtain(ctx, "cc", distlock.WithBlocking())
+		_, err = ob.Obtain(ctx, "cc", distlock.WithBlocking(), noRecheck)
 		cancel()
 		require.ErrorIs(t, err, distlock.ErrNotObtained, name)
 		require.ErrorIs(t, err, context.DeadlineExceeded, name)
